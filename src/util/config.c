@@ -1,0 +1,342 @@
+/*
+ * Configuration file reader.  Unknown keys are errors, so a typo never
+ * silently leaves a default in force.
+ */
+#include "util/config.h"
+#include "util/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_defaults(struct sluice_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->max_message_size = 25 * 1024 * 1024;
+	cfg->max_recipients = 100;
+	cfg->max_connections = 10000;
+	cfg->max_connections_per_ip = 50;
+	cfg->max_errors = 10;
+	cfg->timeout_command = 300;
+	cfg->timeout_data = 300;
+	cfg->auth_fail_limit_ip = 10;
+	cfg->auth_fail_limit_user = 5;
+	cfg->auth_fail_window = 600;
+	cfg->auth_cache_ttl = 300;
+	cfg->auth_threads = 2;
+	cfg->spool_batch_max = 256;
+}
+
+static char *resolve_path(const char *base_dir, const char *v)
+{
+	struct buf b = BUF_INIT;
+
+	if (v[0] == '/' || base_dir[0] == '\0')
+		return strdup(v);
+	if (buf_printf(&b, "%s/%s", base_dir, v) < 0)
+		return NULL;
+	return buf_export(&b, NULL);
+}
+
+static int set_u32(const char *v, uint32_t *out)
+{
+	uint64_t n;
+
+	if (util_parse_size(v, &n) < 0 || n > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int set_secs(const char *v, uint32_t *out)
+{
+	uint64_t n;
+
+	if (util_parse_duration(v, &n) < 0 || n > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int set_path(char **slot, const char *dir, const char *v)
+{
+	free(*slot);
+	*slot = resolve_path(dir, v);
+	return *slot ? 0 : -1;
+}
+
+static int set_str(char **slot, const char *v)
+{
+	free(*slot);
+	*slot = strdup(v);
+	return *slot ? 0 : -1;
+}
+
+static int listener_key(struct config_listener *l, const char *k, char *v, const char **why)
+{
+	if (strcmp(k, "listen") == 0) {
+		char *save = NULL;
+		for (char *t = strtok_r(v, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+			if (l->naddrs == CONFIG_MAX_ADDRS) {
+				*why = "too many addresses";
+				return -1;
+			}
+			if ((l->addrs[l->naddrs++] = strdup(t)) == NULL)
+				return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k, "tls") == 0) {
+		if (strcmp(v, "none") == 0)
+			l->tls = CONFIG_TLS_NONE;
+		else if (strcmp(v, "starttls") == 0)
+			l->tls = CONFIG_TLS_STARTTLS;
+		else if (strcmp(v, "implicit") == 0)
+			l->tls = CONFIG_TLS_IMPLICIT;
+		else {
+			*why = "tls must be none, starttls or implicit";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k, "mode") == 0) {
+		if (strcmp(v, "submission") == 0)
+			l->mode = CONFIG_MODE_SUBMISSION;
+		else if (strcmp(v, "relay") == 0)
+			l->mode = CONFIG_MODE_RELAY;
+		else {
+			*why = "mode must be submission or relay";
+			return -1;
+		}
+		return 0;
+	}
+	*why = "unknown listener key";
+	return -1;
+}
+
+static int global_key(struct sluice_config *cfg, const char *dir, const char *k, const char *v,
+		      const char **why)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		int kind; /* 0 u32 count/size, 1 seconds */
+	} nums[] = {
+		{"max_recipients", offsetof(struct sluice_config, max_recipients), 0},
+		{"max_connections", offsetof(struct sluice_config, max_connections), 0},
+		{"max_connections_per_ip", offsetof(struct sluice_config, max_connections_per_ip), 0},
+		{"max_errors", offsetof(struct sluice_config, max_errors), 0},
+		{"timeout_command", offsetof(struct sluice_config, timeout_command), 1},
+		{"timeout_data", offsetof(struct sluice_config, timeout_data), 1},
+		{"auth_fail_limit_ip", offsetof(struct sluice_config, auth_fail_limit_ip), 0},
+		{"auth_fail_limit_user", offsetof(struct sluice_config, auth_fail_limit_user), 0},
+		{"auth_fail_window", offsetof(struct sluice_config, auth_fail_window), 1},
+		{"auth_cache_ttl", offsetof(struct sluice_config, auth_cache_ttl), 1},
+		{"auth_threads", offsetof(struct sluice_config, auth_threads), 0},
+		{"spool_batch_max", offsetof(struct sluice_config, spool_batch_max), 0},
+	};
+
+	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+		if (strcmp(k, nums[i].key) == 0) {
+			uint32_t *slot = (uint32_t *)((char *)cfg + nums[i].off);
+			if ((nums[i].kind ? set_secs(v, slot) : set_u32(v, slot)) < 0) {
+				*why = nums[i].kind ? "bad duration" : "bad number";
+				return -1;
+			}
+			return 0;
+		}
+	}
+	if (strcmp(k, "max_message_size") == 0) {
+		if (util_parse_size(v, &cfg->max_message_size) < 0 || cfg->max_message_size == 0) {
+			*why = "bad size";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k, "hostname") == 0)
+		return set_str(&cfg->hostname, v);
+	if (strcmp(k, "user") == 0)
+		return set_str(&cfg->user, v);
+	if (strcmp(k, "store") == 0) {
+		if (strncmp(v, "sqlite:", 7) != 0) {
+			*why = "store must be sqlite:PATH";
+			return -1;
+		}
+		char *p = resolve_path(dir, v + 7);
+		if (p == NULL)
+			return -1;
+		free(cfg->store);
+		struct buf b = BUF_INIT;
+		int r = buf_printf(&b, "sqlite:%s", p);
+		free(p);
+		cfg->store = buf_export(&b, NULL);
+		return r;
+	}
+	if (strcmp(k, "spool_dir") == 0)
+		return set_path(&cfg->spool_dir, dir, v);
+	if (strcmp(k, "tls_cert") == 0)
+		return set_path(&cfg->tls_cert, dir, v);
+	if (strcmp(k, "tls_key") == 0)
+		return set_path(&cfg->tls_key, dir, v);
+	if (strcmp(k, "control_socket") == 0)
+		return set_path(&cfg->control_socket, dir, v);
+	if (strcmp(k, "log") == 0) {
+		if (strcmp(v, "stderr") == 0)
+			cfg->log_syslog = 0;
+		else if (strcmp(v, "syslog") == 0)
+			cfg->log_syslog = 1;
+		else {
+			*why = "log must be stderr or syslog";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k, "log_level") == 0) {
+		if (strcmp(v, "debug") == 0)
+			cfg->log_debug = 1;
+		else if (strcmp(v, "info") == 0)
+			cfg->log_debug = 0;
+		else {
+			*why = "log_level must be info or debug";
+			return -1;
+		}
+		return 0;
+	}
+	*why = "unknown key";
+	return -1;
+}
+
+static int fail(char **err_r, const char *path, int line, const char *why)
+{
+	struct buf b = BUF_INIT;
+
+	buf_printf(&b, "%s:%d: %s", path, line, why);
+	*err_r = buf_export(&b, NULL);
+	return -1;
+}
+
+int config_load(const char *path, struct sluice_config *cfg, char **err_r)
+{
+	char line[4096], dir[4096];
+	struct config_listener *cur = NULL;
+	const char *slash;
+	FILE *f;
+	int lineno = 0;
+
+	*err_r = NULL;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		struct buf b = BUF_INIT;
+		buf_printf(&b, "%s: %s", path, strerror(errno));
+		*err_r = buf_export(&b, NULL);
+		return -1;
+	}
+	slash = strrchr(path, '/');
+	if (slash == NULL)
+		dir[0] = '\0';
+	else if ((size_t)(slash - path) >= sizeof dir) {
+		fclose(f);
+		return fail(err_r, path, 0, "path too long");
+	} else {
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+		if (dir[0] == '\0')
+			util_strlcpy(dir, "/", sizeof dir);
+	}
+	cfg->path = strdup(path);
+
+	while (fgets(line, sizeof line, f)) {
+		char *s, *eq, *hash;
+		const char *why = "out of memory";
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			fclose(f);
+			return fail(err_r, path, lineno, "line too long");
+		}
+		if ((hash = strchr(line, '#')) != NULL)
+			*hash = '\0';
+		s = trim(line);
+		if (*s == '\0')
+			continue;
+		if (*s == '[') {
+			char name[128];
+			if (sscanf(s, "[listener %127[A-Za-z0-9_.-]]", name) != 1 ||
+			    s[strlen(s) - 1] != ']') {
+				fclose(f);
+				return fail(err_r, path, lineno, "expected [listener NAME]");
+			}
+			if (cfg->nlisteners == CONFIG_MAX_LISTENERS) {
+				fclose(f);
+				return fail(err_r, path, lineno, "too many listeners");
+			}
+			cur = &cfg->listeners[cfg->nlisteners++];
+			if (util_strlcpy(cur->name, name, sizeof cur->name) >= sizeof cur->name) {
+				fclose(f);
+				return fail(err_r, path, lineno, "listener name too long");
+			}
+			/* "relay" and port-25 style names default to relay mode */
+			cur->mode = strcmp(name, "relay") == 0 ? CONFIG_MODE_RELAY
+							       : CONFIG_MODE_SUBMISSION;
+			cur->tls = strcmp(name, "submissions") == 0 ? CONFIG_TLS_IMPLICIT
+								    : CONFIG_TLS_STARTTLS;
+			continue;
+		}
+		eq = strchr(s, '=');
+		if (eq == NULL) {
+			fclose(f);
+			return fail(err_r, path, lineno, "expected key = value");
+		}
+		*eq = '\0';
+		char *k = trim(s), *v = trim(eq + 1);
+		if (*v == '\0') {
+			fclose(f);
+			return fail(err_r, path, lineno, "empty value");
+		}
+		if ((cur ? listener_key(cur, k, v, &why) : global_key(cfg, dir, k, v, &why)) < 0) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "%s: %s", k, why);
+			fclose(f);
+			return fail(err_r, path, lineno, msg);
+		}
+	}
+	fclose(f);
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].naddrs == 0)
+			return fail(err_r, path, 0, "a listener has no listen address");
+	if (cfg->hostname == NULL && set_str(&cfg->hostname, "localhost") < 0)
+		return -1;
+	if (cfg->store == NULL || cfg->spool_dir == NULL)
+		return fail(err_r, path, 0, "store and spool_dir are required");
+	return 0;
+}
+
+void config_free(struct sluice_config *cfg)
+{
+	free(cfg->path);
+	free(cfg->hostname);
+	free(cfg->user);
+	free(cfg->store);
+	free(cfg->spool_dir);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->control_socket);
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		for (size_t j = 0; j < cfg->listeners[i].naddrs; j++)
+			free(cfg->listeners[i].addrs[j]);
+	memset(cfg, 0, sizeof *cfg);
+}

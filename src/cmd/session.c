@@ -1,1 +1,782 @@
-/* placeholder: not written yet */
+/*
+ * One SMTP session: the glue between a socket (net/), the SMTP state
+ * machine (smtp/), and the decisions it asks for (auth/, policy/, spool/).
+ *
+ * The session drives smtp_server_step() until it needs input or a
+ * decision.  Decisions that take time (argon2 verification, the spool's
+ * group commit) leave the session waiting with its socket idle; their
+ * results come back through daemon_complete() and session_complete().
+ * A session is freed only when nothing is pending for it, so a late
+ * completion never touches freed memory.
+ */
+#include "cmd/daemon.h"
+#include "message/message.h"
+#include "smtp/smtp.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SESSION_READ_CHUNK 4096
+
+enum session_wait {
+	WAIT_NONE,
+	WAIT_AUTH,    /* argon2 pool */
+	WAIT_SPOOL,   /* group commit */
+};
+
+struct session {
+	struct sluiced *d;
+	struct session *prev, *next;
+	struct daemon_listener *listener;
+	struct net_conn conn;
+	struct event *ev;
+	struct smtp_server *smtp;
+	uint64_t id;
+	struct sockaddr_storage ss;
+	char addr[NET_ADDR_STRLEN];
+
+	enum session_wait wait;
+	int handshake;        /* TLS handshake in progress */
+	int after_starttls;   /* the handshake follows STARTTLS (not implicit) */
+	int closing;          /* flush output, then close */
+	int refused;          /* refused at connect: no banner after implicit TLS */
+	int dead;             /* connection gone; free when nothing is pending */
+	int ip_counted;
+
+	/* who sends: from AUTH, or from a trusted network on the relay */
+	int64_t tenant_id;
+	char tenant[STORE_NAME_MAX + 1];
+	char auth_user[STORE_NAME_MAX + 1];
+	/* AUTH in flight: the stored hash, to cache a success */
+	char *auth_hash;
+	char *auth_password;
+
+	uint32_t messages;
+};
+
+struct ip_count {
+	struct ip_count *next;
+	char addr[NET_ADDR_STRLEN];
+	uint32_t n;
+};
+
+static void session_run(struct session *s);
+static void auth_done(void *ctx, int ok);
+static void session_arm(struct session *s, short what);
+
+/* ---- connections per client address ----------------------------------- */
+
+static size_t ip_hash(const char *a, size_t buckets)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 1099511628211ULL;
+	return (size_t)(h % buckets);
+}
+
+static struct ip_count **ip_slot(struct sluiced *d, const char *addr)
+{
+	struct ip_count **pp;
+
+	if (d->ip_table == NULL) {
+		d->ip_buckets = 4093;
+		d->ip_table = calloc(d->ip_buckets, sizeof *d->ip_table);
+		if (d->ip_table == NULL)
+			return NULL;
+	}
+	for (pp = &d->ip_table[ip_hash(addr, d->ip_buckets)]; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->addr, addr) == 0)
+			break;
+	return pp;
+}
+
+/* 1 counted, 0 over the limit, -1 no memory */
+static int ip_acquire(struct sluiced *d, const char *addr)
+{
+	struct ip_count **pp = ip_slot(d, addr);
+
+	if (pp == NULL)
+		return -1;
+	if (*pp == NULL) {
+		struct ip_count *c = calloc(1, sizeof *c);
+		if (c == NULL)
+			return -1;
+		util_strlcpy(c->addr, addr, sizeof c->addr);
+		*pp = c;
+	}
+	if ((*pp)->n >= d->cfg.max_connections_per_ip)
+		return 0;
+	(*pp)->n++;
+	return 1;
+}
+
+static void ip_release(struct sluiced *d, const char *addr)
+{
+	struct ip_count **pp = ip_slot(d, addr), *c;
+
+	if (pp == NULL || (c = *pp) == NULL)
+		return;
+	if (--c->n == 0) {
+		*pp = c->next;
+		free(c);
+	}
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void session_free(struct session *s)
+{
+	struct sluiced *d = s->d;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		d->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	d->nsessions--;
+	if (d->stopping && d->nsessions == 0)
+		event_base_loopbreak(d->base);
+	if (s->ip_counted)
+		ip_release(d, s->addr);
+	if (s->ev)
+		event_free(s->ev);
+	smtp_server_free(&s->smtp);
+	if (s->auth_password) {
+		util_wipe(s->auth_password, strlen(s->auth_password));
+		free(s->auth_password);
+	}
+	free(s->auth_hash);
+	free(s);
+}
+
+static void session_close(struct session *s, const char *reason)
+{
+	if (!s->dead) {
+		log_info("session=%016llx disconnect client=%s reason=%s messages=%u",
+			 (unsigned long long)s->id, s->addr, reason, s->messages);
+		if (s->ev)
+			event_del(s->ev);
+		net_conn_close(&s->conn);
+		s->dead = 1;
+	}
+	if (s->wait == WAIT_NONE)
+		session_free(s);
+}
+
+static void session_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		if (s->handshake || s->closing) {
+			session_close(s, "timeout");
+			return;
+		}
+		smtp_server_timeout(s->smtp);
+		log_info("session=%016llx timeout client=%s", (unsigned long long)s->id, s->addr);
+	}
+	session_run(s);
+}
+
+static void session_arm(struct session *s, short what)
+{
+	struct timeval tv = {.tv_sec = s->d->cfg.timeout_command, .tv_usec = 0};
+
+	event_del(s->ev);
+	event_assign(s->ev, s->d->base, s->conn.fd, what, session_event, s);
+	event_add(s->ev, &tv);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* 1 all sent, 0 must wait (armed), -1 connection failed */
+static int session_flush(struct session *s)
+{
+	for (;;) {
+		size_t len, n = 0;
+		const char *out = smtp_server_output(s->smtp, &len);
+		enum net_io r;
+
+		if (len == 0)
+			return 1;
+		r = net_conn_write(&s->conn, out, len, &n);
+		if (r == NET_IO_OK) {
+			smtp_server_output_consumed(s->smtp, n);
+			continue;
+		}
+		if (r == NET_IO_WANT_WRITE) {
+			session_arm(s, EV_WRITE);
+			return 0;
+		}
+		if (r == NET_IO_WANT_READ) {
+			session_arm(s, EV_READ);
+			return 0;
+		}
+		return -1;
+	}
+}
+
+/* ---- decisions ---------------------------------------------------------- */
+
+static void session_auth(struct session *s, const struct smtp_server_event *ev)
+{
+	struct sluiced *d = s->d;
+	struct store_credential cred;
+	char *err = NULL;
+	int64_t now = util_wall_seconds();
+	const char *user = ev->u.auth.username;
+	int r;
+
+	switch (auth_limiter_check(d->auth_limiter, s->addr, user, now)) {
+	case AUTH_LIMIT_IP:
+		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=ip-limit",
+			 (unsigned long long)s->id, s->addr, user);
+		smtp_server_decide(s->smtp, 421, "4.7.0",
+				   "Too many failed logins from your address, try again later");
+		return;
+	case AUTH_LIMIT_USER:
+		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=user-limit",
+			 (unsigned long long)s->id, s->addr, user);
+		smtp_server_decide(s->smtp, 454, "4.7.0",
+				   "Too many failed logins for this user, try again later");
+		return;
+	case AUTH_LIMIT_OK:
+		break;
+	}
+
+	r = store_credential_lookup(d->store, user, &cred, &err);
+	if (r < 0) {
+		log_err("session=%016llx auth store error=\"%s\"", (unsigned long long)s->id,
+			err ? err : "?");
+		free(err);
+		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
+		return;
+	}
+	free(s->auth_hash);
+	s->auth_hash = NULL;
+	s->tenant_id = 0;
+	util_strlcpy(s->auth_user, user, sizeof s->auth_user);
+	if (r == 0) {
+		s->auth_hash = strdup(cred.hash);
+		s->tenant_id = cred.tenant_id;
+		util_strlcpy(s->auth_user, cred.username, sizeof s->auth_user);
+		if (auth_cache_check(d->auth_cache, user, ev->u.auth.password, cred.hash, now)) {
+			struct daemon_completion c = {.kind = COMPLETION_AUTH, .session = s,
+						      .status = 1};
+			s->wait = WAIT_AUTH;
+			session_complete(&c);
+			return;
+		}
+	}
+	s->auth_password = strdup(ev->u.auth.password);
+	if (s->auth_password == NULL ||
+	    auth_pool_submit(d->auth_pool, s->auth_hash, ev->u.auth.password, auth_done, s) < 0) {
+		log_err("session=%016llx auth pool submit failed", (unsigned long long)s->id);
+		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
+		return;
+	}
+	s->wait = WAIT_AUTH;
+}
+
+static void auth_done(void *ctx, int ok)
+{
+	struct session *s = ctx;
+	struct daemon_completion *c = calloc(1, sizeof *c);
+
+	if (c == NULL)
+		log_panic("out of memory queueing an auth completion");
+	c->kind = COMPLETION_AUTH;
+	c->session = s;
+	c->status = ok;
+	daemon_complete(s->d, c);
+}
+
+static void session_auth_finish(struct session *s, int ok)
+{
+	struct sluiced *d = s->d;
+	struct store_credential cred;
+	char *err = NULL;
+	int64_t now = util_wall_seconds();
+	const char *user = s->auth_user;
+
+	s->wait = WAIT_NONE;
+	if (s->dead)
+		goto out;
+	if (!ok || s->auth_hash == NULL) {
+		auth_limiter_fail(d->auth_limiter, s->addr, s->auth_user, now);
+		log_warn("session=%016llx auth failed client=%s user=\"%s\"",
+			 (unsigned long long)s->id, s->addr, s->auth_user);
+		s->tenant_id = 0;
+		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
+		goto out;
+	}
+	/* Re-read: the tenant may have been suspended while argon2 ran. */
+	if (store_credential_lookup(d->store, user, &cred, &err) != 0) {
+		free(err);
+		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
+		goto out;
+	}
+	auth_cache_add(d->auth_cache, user, s->auth_password, s->auth_hash, now);
+	if (cred.tenant_suspended || cred.suspended) {
+		struct store_tenant t;
+		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=suspended",
+			 (unsigned long long)s->id, s->addr, user);
+		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0)
+			free(err);
+		s->tenant_id = 0;
+		smtp_server_decide(s->smtp, 535, "5.7.8",
+				   "Account suspended; contact your provider");
+		goto out;
+	}
+	{
+		struct store_tenant t;
+		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0) {
+			free(err);
+			s->tenant_id = 0;
+			smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
+			goto out;
+		}
+		util_strlcpy(s->tenant, t.name, sizeof s->tenant);
+	}
+	auth_limiter_success(d->auth_limiter, user);
+	log_info("session=%016llx auth ok client=%s user=\"%s\" tenant=%s",
+		 (unsigned long long)s->id, s->addr, user, s->tenant);
+	smtp_server_decide(s->smtp, 235, "2.7.0", "Authentication successful");
+out:
+	if (s->auth_password) {
+		util_wipe(s->auth_password, strlen(s->auth_password));
+		free(s->auth_password);
+		s->auth_password = NULL;
+	}
+	free(s->auth_hash);
+	s->auth_hash = NULL;
+}
+
+static void session_mail(struct session *s, const struct smtp_server_event *ev)
+{
+	struct policy_verdict v;
+	struct policy_client c = {
+		.tenant_id = s->tenant_id,
+		.tenant = s->tenant,
+		.submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
+	};
+	char from[SMTP_PATH_MAX * 2];
+
+	if (s->tenant_id == 0) {
+		/* the state machine asks for AUTH on submission; the relay
+		 * admits only trusted networks; nothing else reaches here */
+		smtp_server_decide(s->smtp, 530, "5.7.0", "Authentication required");
+		return;
+	}
+	policy_check_sender(s->d->store, &c, ev->u.mail.sender, &v);
+	if (v.code / 100 != 2) {
+		smtp_address_format(ev->u.mail.sender, from, sizeof from);
+		log_info("session=%016llx mail refused client=%s tenant=%s from=<%s> code=%d "
+			 "reason=\"%s\"",
+			 (unsigned long long)s->id, s->addr, s->tenant, from, v.code, v.text);
+	}
+	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
+}
+
+static void spool_done(void *ctx, int status, const char *id)
+{
+	struct session *s = ctx;
+	struct daemon_completion *c = calloc(1, sizeof *c);
+
+	if (c == NULL)
+		log_panic("out of memory queueing a spool completion");
+	c->kind = COMPLETION_SPOOL;
+	c->session = s;
+	c->status = status;
+	util_strlcpy(c->id, id, sizeof c->id);
+	daemon_complete(s->d, c);
+}
+
+static void session_data(struct session *s, const struct smtp_server_event *ev)
+{
+	struct sluiced *d = s->d;
+	struct spool_message m;
+	struct message_trace t;
+	struct buf out = BUF_INIT;
+	size_t n = smtp_server_rcpt_count(s->smtp);
+	char from[SMTP_PATH_MAX * 2], one[SMTP_PATH_MAX * 2];
+	int bits = 0;
+
+	memset(&m, 0, sizeof m);
+	if (message_count_received(ev->u.data.data, ev->u.data.len) >= 50) {
+		smtp_server_decide(s->smtp, 554, "5.4.6", "Too many Received headers: mail loop");
+		return;
+	}
+	spool_new_id(d->spool, m.id);
+	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
+	if (n == 1)
+		smtp_address_format(smtp_server_rcpt(s->smtp, 0), one, sizeof one);
+	t = (struct message_trace){
+		.helo = smtp_server_helo(s->smtp),
+		.client_addr = s->addr,
+		.client_name = NULL,
+		.by = d->cfg.hostname,
+		.queue_id = m.id,
+		.tls_version = net_conn_tls_version(&s->conn),
+		.tls_cipher = net_conn_tls_cipher(&s->conn, &bits),
+		.auth_user = smtp_server_authenticated(s->smtp) ? s->auth_user : NULL,
+		.esmtp = smtp_server_esmtp(s->smtp),
+		.single_rcpt = n == 1 ? one : NULL,
+		.when = util_wall_seconds(),
+	};
+	t.tls_bits = bits;
+	if (message_assemble(&t, ev->u.data.data, ev->u.data.len, &out) < 0)
+		goto nomem;
+
+	m.rcpts = calloc(n, sizeof *m.rcpts);
+	if (m.rcpts == NULL)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
+		char addr[SMTP_PATH_MAX * 2];
+		smtp_address_format(smtp_server_rcpt(s->smtp, i), addr, sizeof addr);
+		if ((m.rcpts[i].addr = strdup(addr)) == NULL)
+			goto nomem;
+		m.nrcpts++;
+	}
+	m.tenant_id = s->tenant_id;
+	m.received = t.when;
+	m.flags = (smtp_server_body_8bit(s->smtp) ? SPOOL_MSG_8BIT : 0) |
+		  (smtp_server_smtputf8(s->smtp) ? SPOOL_MSG_SMTPUTF8 : 0);
+	m.sender = from;
+	m.data = out.data;
+	m.len = out.len;
+	if (spool_submit(d->spool, &m, spool_done, s) < 0) {
+		log_err("session=%016llx queue=%s spool refused the message", (unsigned long long)s->id,
+			m.id);
+		smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary queue failure, try again later");
+	} else {
+		s->wait = WAIT_SPOOL;
+		log_info("queue=%s session=%016llx received tenant=%s from=<%s> nrcpt=%zu size=%zu",
+			 m.id, (unsigned long long)s->id, s->tenant, from, n, out.len);
+	}
+	for (size_t i = 0; i < m.nrcpts; i++)
+		free(m.rcpts[i].addr);
+	free(m.rcpts);
+	buf_free(&out);
+	return;
+nomem:
+	for (size_t i = 0; i < m.nrcpts; i++)
+		free(m.rcpts[i].addr);
+	free(m.rcpts);
+	buf_free(&out);
+	smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary local problem, try again later");
+}
+
+static void session_spool_finish(struct session *s, int status, const char *id)
+{
+	s->wait = WAIT_NONE;
+	if (s->dead) {
+		/* the client left before the reply: the message is queued
+		 * (when status is 0) and the client will likely send it again */
+		log_info("queue=%s session=%016llx client gone before the reply status=%d", id,
+			 (unsigned long long)s->id, status);
+		return;
+	}
+	if (status == 0) {
+		s->messages++;
+		log_info("queue=%s session=%016llx queued", id, (unsigned long long)s->id);
+		smtp_server_decide(s->smtp, 250, "2.0.0", "Ok: queued as %s", id);
+	} else {
+		log_err("queue=%s session=%016llx spool write failed error=\"%s\"", id,
+			(unsigned long long)s->id, strerror(-status));
+		smtp_server_decide(s->smtp, 452, "4.3.1",
+				   "Insufficient system storage, try again later");
+	}
+}
+
+void session_complete(struct daemon_completion *c)
+{
+	struct session *s = c->session;
+
+	if (c->kind == COMPLETION_AUTH)
+		session_auth_finish(s, c->status);
+	else
+		session_spool_finish(s, c->status, c->id);
+	if (s->dead) {
+		if (s->wait == WAIT_NONE)
+			session_free(s);
+		return;
+	}
+	session_run(s);
+}
+
+/* ---- the driver ------------------------------------------------------- */
+
+static void session_tls_done(struct session *s)
+{
+	s->handshake = 0;
+	log_info("session=%016llx tls client=%s version=%s cipher=%s", (unsigned long long)s->id,
+		 s->addr, net_conn_tls_version(&s->conn), net_conn_tls_cipher(&s->conn, NULL));
+	if (s->after_starttls)
+		smtp_server_tls_started(s->smtp);
+	else if (!s->refused)
+		smtp_server_greet(s->smtp);
+}
+
+/* Read what the session can take.  1 fed bytes, 0 must wait, -1 closed */
+static int session_read(struct session *s)
+{
+	char chunk[SESSION_READ_CHUNK];
+	size_t want = smtp_server_wants_input(s->smtp), n = 0;
+	enum net_io r;
+
+	if (want == 0)
+		return 1; /* buffer full: process what is there first */
+	if (want > sizeof chunk)
+		want = sizeof chunk;
+	r = net_conn_read(&s->conn, chunk, want, &n);
+	switch (r) {
+	case NET_IO_OK:
+		smtp_server_feed(s->smtp, chunk, n);
+		return 1;
+	case NET_IO_WANT_READ:
+		session_arm(s, EV_READ);
+		return 0;
+	case NET_IO_WANT_WRITE:
+		session_arm(s, EV_WRITE);
+		return 0;
+	case NET_IO_EOF:
+		smtp_server_eof(s->smtp);
+		return 1;
+	case NET_IO_ERROR:
+		break;
+	}
+	return -1;
+}
+
+static void session_run(struct session *s)
+{
+	struct smtp_server_event ev;
+
+	if (s->dead || s->wait != WAIT_NONE)
+		return;
+	for (;;) {
+		if (s->handshake) {
+			enum net_io r = net_conn_handshake(&s->conn);
+			if (r == NET_IO_WANT_READ || r == NET_IO_WANT_WRITE) {
+				session_arm(s, r == NET_IO_WANT_READ ? EV_READ : EV_WRITE);
+				return;
+			}
+			if (r != NET_IO_OK) {
+				session_close(s, "tls-handshake-failed");
+				return;
+			}
+			session_tls_done(s);
+		}
+		if (s->closing) {
+			int f = session_flush(s);
+			if (f != 0)
+				session_close(s, f > 0 ? "closed" : "write-error");
+			return;
+		}
+		switch (smtp_server_step(s->smtp, &ev)) {
+		case SMTP_SERVER_NEED_INPUT: {
+			int f = session_flush(s), r;
+			if (f < 0) {
+				session_close(s, "write-error");
+				return;
+			}
+			if (f == 0)
+				return; /* writable event resumes us */
+			/* read now rather than wait: TLS may hold decrypted bytes
+			 * the socket will never signal; WANT_READ arms the event */
+			r = session_read(s);
+			if (r < 0) {
+				session_close(s, "read-error");
+				return;
+			}
+			if (r == 0)
+				return;
+			continue;
+		}
+		case SMTP_SERVER_STARTTLS: {
+			int f = session_flush(s);
+			if (f < 0) {
+				session_close(s, "write-error");
+				return;
+			}
+			if (f == 0)
+				return; /* step() returns STARTTLS again once flushed */
+			if (net_conn_tls_start(&s->conn, s->d->tls) < 0) {
+				session_close(s, "tls-start-failed");
+				return;
+			}
+			s->handshake = 1;
+			s->after_starttls = 1;
+			continue;
+		}
+		case SMTP_SERVER_AUTH:
+			session_auth(s, &ev);
+			if (s->wait != WAIT_NONE) {
+				if (session_flush(s) < 0)
+					session_close(s, "write-error");
+				return;
+			}
+			continue;
+		case SMTP_SERVER_MAIL:
+			session_mail(s, &ev);
+			continue;
+		case SMTP_SERVER_RCPT:
+			smtp_server_decide(s->smtp, 250, "2.1.5", "Ok");
+			continue;
+		case SMTP_SERVER_DATA:
+			session_data(s, &ev);
+			if (s->wait != WAIT_NONE) {
+				if (session_flush(s) < 0)
+					session_close(s, "write-error");
+				return;
+			}
+			continue;
+		case SMTP_SERVER_CLOSE:
+			s->closing = 1;
+			continue;
+		}
+	}
+}
+
+void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
+		    const struct sockaddr_storage *ss)
+{
+	const struct config_listener *lc = l->cfg;
+	struct smtp_server_config sc = {
+		.hostname = d->cfg.hostname,
+		.max_message_size = d->cfg.max_message_size,
+		.max_recipients = d->cfg.max_recipients,
+		.max_errors = d->cfg.max_errors,
+		.tls_available = d->tls != NULL && lc->tls != CONFIG_TLS_NONE,
+		.tls_active = 0,
+		.auth_required = lc->mode == CONFIG_MODE_SUBMISSION,
+		.auth_offered = lc->mode == CONFIG_MODE_SUBMISSION,
+	};
+	struct session *s = calloc(1, sizeof *s);
+	int limit;
+
+	if (s == NULL || (s->smtp = smtp_server_new(&sc)) == NULL ||
+	    (s->ev = event_new(d->base, fd, EV_READ, session_event, s)) == NULL) {
+		log_err("session accept failed: out of memory");
+		if (s) {
+			smtp_server_free(&s->smtp);
+			free(s);
+		}
+		close(fd);
+		return;
+	}
+	s->d = d;
+	s->listener = l;
+	s->conn.fd = fd;
+	s->ss = *ss;
+	s->id = ++d->next_session_id;
+	net_addr_str((const struct sockaddr *)ss, s->addr);
+	s->next = d->sessions;
+	if (d->sessions)
+		d->sessions->prev = s;
+	d->sessions = s;
+	d->nsessions++;
+
+	log_info("session=%016llx connect client=%s listener=%s", (unsigned long long)s->id,
+		 s->addr, lc->name);
+
+	limit = ip_acquire(d, s->addr);
+	if (limit > 0)
+		s->ip_counted = 1;
+	if (d->nsessions > d->cfg.max_connections) {
+		s->refused = 1;
+		smtp_server_refuse(s->smtp, 421, "4.3.2", "Too many connections, try again later");
+	} else if (limit <= 0) {
+		s->refused = 1;
+		smtp_server_refuse(s->smtp, 421, "4.7.0",
+				   "Too many connections from your address, try again later");
+	} else if (lc->mode == CONFIG_MODE_RELAY) {
+		int64_t tenant_id = 0;
+		struct store_tenant t;
+		char *err = NULL;
+
+		policy_networks_refresh(d->networks, d->store);
+		if (!policy_networks_match(d->networks, (const struct sockaddr *)ss, &tenant_id)) {
+			log_info("session=%016llx refused client=%s reason=untrusted-network",
+				 (unsigned long long)s->id, s->addr);
+			s->refused = 1;
+		smtp_server_refuse(s->smtp, 554, "5.7.1",
+					   "Relay access from your address is not allowed; "
+					   "submit with AUTH on port 587");
+		} else if (store_tenant_get_id(d->store, tenant_id, &t, &err) != 0) {
+			free(err);
+			s->refused = 1;
+		smtp_server_refuse(s->smtp, 421, "4.3.0", "Temporary failure, try again later");
+		} else {
+			s->tenant_id = t.id;
+			util_strlcpy(s->tenant, t.name, sizeof s->tenant);
+		}
+	}
+
+	if (lc->tls == CONFIG_TLS_IMPLICIT && !s->closing) {
+		if (d->tls == NULL || net_conn_tls_start(&s->conn, d->tls) < 0) {
+			session_close(s, "tls-start-failed");
+			return;
+		}
+		s->handshake = 1;
+		s->after_starttls = 0;
+		/* the refusal (if any) or the banner goes out after the handshake */
+	} else {
+		char peek;
+		ssize_t n = recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n > 0) {
+			/* input before our 220: a client that does not wait for
+			 * the greeting is a spam engine or a smuggling attempt */
+			log_info("session=%016llx refused client=%s reason=pregreet",
+				 (unsigned long long)s->id, s->addr);
+			smtp_server_refuse(s->smtp, 554, "5.5.0",
+					   "Protocol error: input before the greeting");
+		} else {
+			smtp_server_greet(s->smtp);
+		}
+	}
+	session_run(s);
+}
+
+void session_shutdown_all(struct sluiced *d)
+{
+	struct session *s, *next;
+
+	for (s = d->sessions; s; s = next) {
+		next = s->next;
+		if (s->dead)
+			continue;
+		if (s->wait != WAIT_NONE)
+			continue; /* answers first; closes on the next step */
+		smtp_server_shutdown(s->smtp);
+		session_run(s);
+	}
+}
+
+void session_free_all(struct sluiced *d)
+{
+	while (d->sessions) {
+		struct session *s = d->sessions;
+		if (!s->dead) {
+			net_conn_close(&s->conn);
+			s->dead = 1;
+		}
+		s->wait = WAIT_NONE;
+		session_free(s);
+	}
+	for (size_t i = 0; d->ip_table && i < d->ip_buckets; i++)
+		while (d->ip_table[i]) {
+			struct ip_count *c = d->ip_table[i];
+			d->ip_table[i] = c->next;
+			free(c);
+		}
+	free(d->ip_table);
+	d->ip_table = NULL;
+}

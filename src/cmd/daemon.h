@@ -1,0 +1,93 @@
+/*
+ * sluiced's one context struct and the pieces of the daemon: listeners
+ * and the main loop (sluiced.c), SMTP sessions (session.c), the control
+ * socket the CLI talks to (control.c).  Everything runs on one event-loop
+ * thread; the spool writer and the argon2 pool run on their own threads
+ * and hand results back through the completion queue.
+ */
+#ifndef SLUICE_DAEMON_H
+#define SLUICE_DAEMON_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "auth/auth.h"
+#include "net/net.h"
+#include "policy/policy.h"
+#include "spool/spool.h"
+#include "store/store.h"
+#include "util/config.h"
+#include "util/util.h"
+
+struct session;
+
+struct daemon_listener {
+	int fd;
+	struct event *ev;
+	const struct config_listener *cfg;
+	const char *addr; /* as configured */
+	struct sluiced *d;
+};
+
+/* A result from another thread, queued for the loop. */
+struct daemon_completion {
+	struct daemon_completion *next;
+	enum { COMPLETION_AUTH, COMPLETION_SPOOL } kind;
+	struct session *session;
+	int status;                 /* auth: 1 ok / 0 no; spool: 0 or -errno */
+	char id[SPOOL_ID_LEN + 1];
+};
+
+struct ip_count;
+
+struct sluiced {
+	struct sluice_config cfg;
+	struct event_base *base;
+	struct store *store;
+	struct spool *spool;
+	SSL_CTX *tls;
+	struct auth_pool *auth_pool;
+	struct auth_cache *auth_cache;
+	struct auth_limiter *auth_limiter;
+	struct policy_networks *networks;
+
+	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
+	size_t nlisteners;
+
+	pthread_mutex_t done_lock;
+	struct daemon_completion *done_head, **done_tail;
+	int done_fd; /* eventfd */
+	struct event *done_ev;
+
+	struct event *sig_term, *sig_int, *sig_hup;
+	int control_fd;
+	struct event *control_ev;
+
+	struct session *sessions; /* doubly linked, for shutdown */
+	size_t nsessions;
+	struct ip_count **ip_table; /* connections per client address */
+	size_t ip_buckets;
+	uint64_t next_session_id;
+	int stopping;
+};
+
+/* session.c */
+void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
+		    const struct sockaddr_storage *ss);
+void session_complete(struct daemon_completion *c);
+void session_shutdown_all(struct sluiced *d);
+/* At exit, after the spool drained: free every session left. */
+void session_free_all(struct sluiced *d);
+
+/* sluiced.c: queue a completion from any thread */
+void daemon_complete(struct sluiced *d, struct daemon_completion *c);
+
+/* control.c */
+int control_open(struct sluiced *d, char **err_r);
+void control_close(struct sluiced *d);
+void control_accept(evutil_socket_t fd, short what, void *arg);
+
+#endif

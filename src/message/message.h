@@ -26,15 +26,22 @@ struct message_trace {
 	int64_t when;              /* unix seconds */
 };
 
-/* Append "Received: ..." (folded, CRLF) to out.  0 ok, -1 no memory. */
+/* Append "Received: ..." (folded, CRLF) to out.  Client-supplied values
+ * are sanitised ('?' for anything that could break the header) and capped
+ * at 255 bytes; NULL helo/client_name/client_addr show as "unknown".
+ * 0 ok, -1 no memory (out unchanged). */
 int message_received(const struct message_trace *t, struct buf *out);
 
-/* Find a header field by name in the header section of data (ends at the
- * first empty line).  1 found, 0 not. */
+/* Find a header field by name (case-insensitive) in the header section of
+ * data (ends at the first empty line, or at the end of data when there is
+ * none); folded continuation lines are not fields.  1 found, 0 not. */
 int message_has_header(const char *data, size_t len, const char *name);
 
-/* Build the final message: Received + (Message-ID if missing) + data.
- * out receives the assembled bytes.  0 ok, -1 no memory. */
+/* Build the final message: Received + (Message-ID if missing) + (Date if
+ * missing) + data, appended to out.  RFC 6409 8.3 lets a submission server
+ * add a missing Date and Message-ID; the Message-ID is
+ * "<queue_id.when@by>".  data is copied unchanged, even when it has no
+ * empty line between header and body.  0 ok, -1 no memory (out unchanged). */
 int message_assemble(const struct message_trace *t, const char *data, size_t len,
 		     struct buf *out);
 

@@ -20,6 +20,10 @@
  * 0 ok, -1 with *why_r. */
 int net_parse_hostport(const char *s, struct sockaddr_storage *ss_r, socklen_t *len_r,
 		       const char **why_r);
+/* As net_parse_hostport, but port 0 (the kernel picks a free port) is
+ * allowed too: what net_listen parses, for tests and ephemeral listeners. */
+int net_parse_listen_addr(const char *s, struct sockaddr_storage *ss_r, socklen_t *len_r,
+			  const char **why_r);
 /* Numeric text form without port; IPv4-mapped IPv6 is shown as IPv4. */
 void net_addr_str(const struct sockaddr *sa, char out[NET_ADDR_STRLEN]);
 

@@ -1,1 +1,426 @@
-/* placeholder: not written yet */
+/*
+ * tls: the server TLS context, and a self-signed certificate for first
+ * start so that STARTTLS and port 465 work before the operator installs a
+ * real one.
+ *
+ * Files are written the durable way (temporary file, fsync, rename, fsync
+ * the directory), the key created 0600 from the first byte: it is never
+ * readable by others, not even for a moment, and a crash leaves either the
+ * old file or the new one, never half a key.  Known limit: two processes
+ * generating at once can each win one of the two renames, leaving a key
+ * and a certificate that do not match; net_tls_server_ctx() then refuses
+ * them with a clear error, and a restart of one process fixes it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "net/net.h"
+#include "util/util.h"
+
+#define NET_TLS_CERT_DAYS 3652 /* 10 years, leap days included */
+#define NET_TLS_SERIAL_BITS 159 /* RFC 5280 4.1.2.2: positive, at most 20 octets */
+#define NET_TLS_CN_MAX 64       /* RFC 5280 ub-common-name */
+#define NET_TLS_HOSTNAME_MAX 253
+
+static void net_tls_fail(char **err_r, const char *fmt, ...) UTIL_PRINTF(2, 3);
+
+/* *err_r = malloc'd message; the text of the oldest OpenSSL error, if any,
+ * is appended, and the error queue is cleared. */
+static void net_tls_fail(char **err_r, const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	unsigned long e = ERR_get_error();
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	if (rc == 0 && e != 0) {
+		char text[256];
+
+		ERR_error_string_n(e, text, sizeof text);
+		rc = buf_printf(&b, ": %s", text);
+	}
+	if (rc < 0)
+		buf_free(&b);
+	ERR_clear_error();
+	*err_r = buf_export(&b, NULL);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+/* 1 if path exists, 0 if not, -1 (errno set) when it cannot be told. */
+static int net_file_exists(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
+}
+
+/* mkdir -p of the directory holding path; new directories are 0700. */
+static int net_mkdir_parents(const char *path, char **err_r)
+{
+	char *dir = util_strdup(path);
+	char *p;
+
+	if (dir == NULL) {
+		net_tls_fail(err_r, "out of memory");
+		return -1;
+	}
+	p = strrchr(dir, '/');
+	if (p == NULL || p == dir) {
+		free(dir);
+		return 0;
+	}
+	*p = '\0';
+	for (p = dir + 1;; p++) {
+		char saved = *p;
+
+		if (saved != '/' && saved != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			net_tls_fail(err_r, "mkdir %s: %s", dir, strerror(errno));
+			free(dir);
+			return -1;
+		}
+		*p = saved;
+		if (saved == '\0')
+			break;
+	}
+	free(dir);
+	return 0;
+}
+
+static void net_fsync_parent(const char *path)
+{
+	char *dir = util_strdup(path);
+	char *slash;
+	int fd;
+
+	if (dir == NULL)
+		return;
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		util_strlcpy(dir, ".", strlen(dir) + 1);
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(*dir != '\0' ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
+/* Replace path with data: a fresh temporary (O_CREAT|O_EXCL, 0600 at
+ * creation), fsync, chmod to mode, rename over path, fsync the directory. */
+static int net_write_file(const char *path, const char *data, size_t len, mode_t mode,
+			  char **err_r)
+{
+	struct buf tmp = BUF_INIT;
+	size_t off = 0;
+	int fd = -1;
+
+	if (buf_printf(&tmp, "%s.XXXXXX", path) < 0) {
+		net_tls_fail(err_r, "out of memory");
+		return -1;
+	}
+	fd = mkostemp(tmp.data, O_CLOEXEC);
+	if (fd < 0) {
+		net_tls_fail(err_r, "create %s: %s", tmp.data, strerror(errno));
+		buf_free(&tmp);
+		return -1;
+	}
+	if (mode != 0600 && fchmod(fd, mode) < 0) {
+		net_tls_fail(err_r, "chmod %s: %s", tmp.data, strerror(errno));
+		goto fail;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			net_tls_fail(err_r, "write %s: %s", tmp.data, strerror(errno));
+			goto fail;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		net_tls_fail(err_r, "fsync %s: %s", tmp.data, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		net_tls_fail(err_r, "close %s: %s", tmp.data, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp.data, path) < 0) {
+		net_tls_fail(err_r, "rename %s to %s: %s", tmp.data, path, strerror(errno));
+		goto fail;
+	}
+	net_fsync_parent(path);
+	buf_free(&tmp);
+	return 0;
+
+fail:
+	if (fd >= 0)
+		close(fd);
+	(void)unlink(tmp.data);
+	buf_free(&tmp);
+	return -1;
+}
+
+/* ---- the certificate ---------------------------------------------------- */
+
+/* A DNS name we put in a certificate: letters, digits, '-' and '.'. */
+static int net_hostname_ok(const char *h)
+{
+	size_t i, n;
+
+	if (h == NULL)
+		return 0;
+	n = strlen(h);
+	if (n == 0 || n > NET_TLS_HOSTNAME_MAX || h[0] == '.' || h[0] == '-')
+		return 0;
+	for (i = 0; i < n; i++) {
+		char ch = h[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+static int net_cert_add_ext(X509 *x, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	int ok;
+
+	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (ext == NULL)
+		return -1;
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok ? 0 : -1;
+}
+
+/* subjectAltName DNS:hostname, built directly rather than through the
+ * config-string parser, so the name is never interpreted. */
+static int net_cert_add_san(X509 *x, const char *hostname)
+{
+	GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+	int rc = -1;
+
+	if (gens == NULL || gn == NULL || ia5 == NULL)
+		goto done;
+	if (!ASN1_STRING_set(ia5, hostname, -1))
+		goto done;
+	GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+	ia5 = NULL;
+	if (!sk_GENERAL_NAME_push(gens, gn))
+		goto done;
+	gn = NULL;
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) == 1)
+		rc = 0;
+done:
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(gens);
+	return rc;
+}
+
+static X509 *net_cert_make(EVP_PKEY *pkey, const char *hostname)
+{
+	X509 *x = X509_new();
+	BIGNUM *serial = BN_new();
+	X509_NAME *name;
+
+	if (x == NULL || serial == NULL)
+		goto fail;
+	if (!X509_set_version(x, X509_VERSION_3))
+		goto fail;
+	if (!BN_rand(serial, NET_TLS_SERIAL_BITS, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
+	    BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) == NULL)
+		goto fail;
+	if (X509_gmtime_adj(X509_getm_notBefore(x), 0) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), NET_TLS_CERT_DAYS, 0, NULL) == NULL)
+		goto fail;
+	if (!X509_set_pubkey(x, pkey))
+		goto fail;
+	/* CN is optional when the SAN carries the name, and is capped at 64. */
+	name = X509_get_subject_name(x);
+	if (strlen(hostname) <= NET_TLS_CN_MAX &&
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+					(const unsigned char *)hostname, -1, -1, 0))
+		goto fail;
+	if (!X509_set_issuer_name(x, name))
+		goto fail;
+	if (net_cert_add_ext(x, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    net_cert_add_ext(x, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    net_cert_add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
+	    net_cert_add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
+	    net_cert_add_san(x, hostname) < 0)
+		goto fail;
+	if (X509_sign(x, pkey, EVP_sha256()) <= 0)
+		goto fail;
+	BN_free(serial);
+	return x;
+
+fail:
+	BN_free(serial);
+	X509_free(x);
+	return NULL;
+}
+
+/* PEM of the key in secure memory, PEM of the certificate, both written. */
+static int net_cert_write(EVP_PKEY *pkey, X509 *x, const char *cert_path, const char *key_path,
+			  char **err_r)
+{
+	BIO *kbio = BIO_new(BIO_s_secmem());
+	BIO *cbio = BIO_new(BIO_s_mem());
+	char *data;
+	long len;
+	int rc = -1;
+
+	if (kbio == NULL || cbio == NULL ||
+	    !PEM_write_bio_PrivateKey(kbio, pkey, NULL, NULL, 0, NULL, NULL) ||
+	    !PEM_write_bio_X509(cbio, x)) {
+		net_tls_fail(err_r, "encode certificate and key");
+		goto done;
+	}
+	/* Key first: a certificate never points at a key that is not there. */
+	len = BIO_get_mem_data(kbio, &data);
+	if (net_write_file(key_path, data, (size_t)len, 0600, err_r) < 0)
+		goto done;
+	len = BIO_get_mem_data(cbio, &data);
+	if (net_write_file(cert_path, data, (size_t)len, 0644, err_r) < 0)
+		goto done;
+	rc = 0;
+done:
+	BIO_free(kbio);
+	BIO_free(cbio);
+	return rc;
+}
+
+int net_tls_ensure_cert(const char *cert_path, const char *key_path, const char *hostname,
+			char **err_r)
+{
+	EVP_PKEY *pkey = NULL;
+	X509 *x = NULL;
+	int have_cert, have_key, rc = -1;
+
+	have_cert = net_file_exists(cert_path);
+	if (have_cert < 0) {
+		net_tls_fail(err_r, "certificate %s: %s", cert_path, strerror(errno));
+		return -1;
+	}
+	have_key = net_file_exists(key_path);
+	if (have_key < 0) {
+		net_tls_fail(err_r, "key %s: %s", key_path, strerror(errno));
+		return -1;
+	}
+	if (have_cert && have_key)
+		return 0;
+	if (!net_hostname_ok(hostname)) {
+		net_tls_fail(err_r, "cannot make a certificate for hostname \"%s\": "
+				    "not a DNS name",
+			     hostname != NULL ? hostname : "(null)");
+		return -1;
+	}
+	if (have_cert || have_key)
+		log_warn("tls replacing=%s reason=\"%s is missing\" action=self-signed",
+			 have_cert ? cert_path : key_path, have_cert ? key_path : cert_path);
+
+	if (net_mkdir_parents(key_path, err_r) < 0 || net_mkdir_parents(cert_path, err_r) < 0)
+		return -1;
+	pkey = EVP_EC_gen("P-256");
+	if (pkey == NULL) {
+		net_tls_fail(err_r, "generate P-256 key");
+		goto done;
+	}
+	x = net_cert_make(pkey, hostname);
+	if (x == NULL) {
+		net_tls_fail(err_r, "make self-signed certificate for %s", hostname);
+		goto done;
+	}
+	if (net_cert_write(pkey, x, cert_path, key_path, err_r) < 0)
+		goto done;
+	log_info("tls self-signed cert=%s key=%s cn=%s days=%d", cert_path, key_path, hostname,
+		 NET_TLS_CERT_DAYS);
+	rc = 1;
+done:
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return rc;
+}
+
+/* ---- the server context ------------------------------------------------- */
+
+SSL_CTX *net_tls_server_ctx(const char *cert_path, const char *key_path, char **err_r)
+{
+	static const unsigned char sid_ctx[] = "sluice";
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		net_tls_fail(err_r, "tls context");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		net_tls_fail(err_r, "tls minimum version");
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* Idle sessions (a client between commands) keep no 34 KB of read and
+	 * write buffers: with thousands of connections it adds up. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	if (!SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1)) {
+		net_tls_fail(err_r, "tls session id context");
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+		net_tls_fail(err_r, "load certificate %s", cert_path);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+		net_tls_fail(err_r, "load key %s", key_path);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		net_tls_fail(err_r, "key %s does not match certificate %s", key_path, cert_path);
+		goto fail;
+	}
+	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what sluice needs to build, test and benchmark on Debian 12.
+# Idempotent; skips apt when everything is already there.
+set -euo pipefail
+pkgs=(
+	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+	libevent-dev libssl-dev libsqlite3-dev libsodium-dev libjansson-dev libcmocka-dev
+	openssl sqlite3 python3 python3-pytest swaks curl msmtp postfix iproute2 procps
+)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	export DEBIAN_FRONTEND=noninteractive
+	# postfix only supplies smtp-source/smtp-sink and the benchmark
+	# baseline; keep its package scripts from configuring a system MTA
+	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+	$SUDO apt-get update -q
+	$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

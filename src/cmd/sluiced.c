@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -184,6 +185,20 @@ static void prepare_dirs(struct sluiced *d, uid_t uid, gid_t gid)
 	}
 }
 
+/* One descriptor per session: take all the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the descriptor limit error=\"%s\"", strerror(errno));
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_info("descriptor limit=%llu", (unsigned long long)rl.rlim_cur);
+}
+
 static void drop_privileges(const struct passwd *pw)
 {
 	if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
@@ -267,6 +282,7 @@ int main(int argc, char **argv)
 	log_info("starting version=%s config=%s", SLUICE_VERSION,
 		 embedded ? "embedded-defaults" : config_path);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 
 	if (geteuid() == 0) {
 		const char *user = d.cfg.user ? d.cfg.user : "sluice";

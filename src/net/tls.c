@@ -411,7 +411,12 @@ SSL_CTX *net_tls_server_ctx(const char *cert_path, const char *key_path, char **
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
-		net_tls_fail(err_r, "load key %s", key_path);
+		/* OpenSSL compares the key with the certificate right here. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+			net_tls_fail(err_r, "key %s does not match certificate %s", key_path,
+				     cert_path);
+		else
+			net_tls_fail(err_r, "load key %s", key_path);
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {

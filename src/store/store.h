@@ -78,6 +78,11 @@ int store_credential_lookup(struct store *st, const char *username,
 			    struct store_credential *c_r, char **err_r);
 int store_credential_list(struct store *st, int64_t tenant_id, struct store_credential **list_r,
 			  size_t *n_r, char **err_r);
+int store_credential_remove(struct store *st, int64_t tenant_id, const char *username,
+			    char **err_r);
+/* Suspends one login; its tenant's other logins keep working. */
+int store_credential_set_suspended(struct store *st, const char *username, int suspended,
+				   char **err_r);
 
 /* domains (unique across tenants; stored lower-case) */
 int store_domain_add(struct store *st, int64_t tenant_id, const char *domain, int verified,
@@ -94,6 +99,7 @@ int store_domain_list(struct store *st, int64_t tenant_id, struct store_domain *
  * listener (port 25) without AUTH, as that tenant */
 int store_network_add(struct store *st, int64_t tenant_id, const char *cidr, char **err_r);
 int store_network_remove(struct store *st, int64_t tenant_id, const char *cidr, char **err_r);
+/* tenant_id 0: every tenant's.  A network belongs to one tenant. */
 int store_network_list(struct store *st, int64_t tenant_id, struct store_network **list_r,
 		       size_t *n_r, char **err_r);
 

@@ -29,7 +29,7 @@
 enum message_text {
 	MESSAGE_TEXT_WORD,    /* HELO name: one token, no comment or literal specials */
 	MESSAGE_TEXT_COMMENT, /* inside "( )": spaces allowed, no parens or brackets */
-	MESSAGE_TEXT_PATH,    /* inside "< >" */
+	MESSAGE_TEXT_PATH,    /* inside "< >": a quoted local part may hold SP or '\\' */
 	MESSAGE_TEXT_ATOM,    /* a Message-ID half: atext and '.' */
 };
 
@@ -43,7 +43,7 @@ static int message_char_ok(unsigned char ch, enum message_text kind)
 	case MESSAGE_TEXT_COMMENT:
 		return strchr("()[]\\", ch) == NULL;
 	case MESSAGE_TEXT_PATH:
-		return ch != ' ' && strchr("<>\\", ch) == NULL;
+		return ch != '<' && ch != '>';
 	case MESSAGE_TEXT_ATOM:
 		return ch != ' ' && strchr("()<>[]:;@\\,\"", ch) == NULL;
 	}
@@ -155,8 +155,7 @@ int message_received(const struct message_trace *t, struct buf *out)
  * ends at the first empty line, or at the end of data if there is none.
  * A line starting with SP or TAB continues the previous field.  RFC 5322
  * obsolete syntax allows WSP between the name and the colon. */
-static size_t message_header_scan(const char *data, size_t len, const char *name,
-				  int first_only)
+static size_t message_header_scan(const char *data, size_t len, const char *name, int first_only)
 {
 	size_t namelen = strlen(name), pos = 0, count = 0;
 
@@ -222,8 +221,7 @@ static int message_append_msgid(const struct message_trace *t, struct buf *out)
 	return rc;
 }
 
-int message_assemble(const struct message_trace *t, const char *data, size_t len,
-		     struct buf *out)
+int message_assemble(const struct message_trace *t, const char *data, size_t len, struct buf *out)
 {
 	size_t orig = out->len;
 	int rc = 0;

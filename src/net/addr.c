@@ -42,7 +42,7 @@ static int net_parse_uint(const char *s, unsigned max, unsigned *v_r)
 }
 
 static int net_parse_addrport(const char *s, int allow_port0, struct sockaddr_storage *ss_r,
-			      socklen_t *len_r, const char **why_r)
+                              socklen_t *len_r, const char **why_r)
 {
 	char host[NET_HOSTPORT_MAX];
 	const char *colon, *port_s;
@@ -114,8 +114,9 @@ static int net_parse_addrport(const char *s, int allow_port0, struct sockaddr_st
 		if (strcmp(host, "*") == 0) {
 			sin->sin_addr.s_addr = htonl(INADDR_ANY);
 		} else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-			*why_r = hostlen == 0 ? "missing address before ':port' (use '*' for all)"
-					      : "not a numeric IPv4 address (hostnames are not accepted)";
+			*why_r = hostlen == 0
+			             ? "missing address before ':port' (use '*' for all)"
+			             : "not a numeric IPv4 address (hostnames are not accepted)";
 			return -1;
 		}
 		sin->sin_family = AF_INET;
@@ -126,13 +127,13 @@ static int net_parse_addrport(const char *s, int allow_port0, struct sockaddr_st
 }
 
 int net_parse_hostport(const char *s, struct sockaddr_storage *ss_r, socklen_t *len_r,
-		       const char **why_r)
+                       const char **why_r)
 {
 	return net_parse_addrport(s, 0, ss_r, len_r, why_r);
 }
 
 int net_parse_listen_addr(const char *s, struct sockaddr_storage *ss_r, socklen_t *len_r,
-			  const char **why_r)
+                          const char **why_r)
 {
 	return net_parse_addrport(s, 1, ss_r, len_r, why_r);
 }
@@ -149,8 +150,7 @@ void net_addr_str(const struct sockaddr *sa, char out[NET_ADDR_STRLEN])
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
 
 		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
-			ok = inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], out,
-				       NET_ADDR_STRLEN);
+			ok = inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], out, NET_ADDR_STRLEN);
 		else
 			ok = inet_ntop(AF_INET6, &sin6->sin6_addr, out, NET_ADDR_STRLEN);
 	}
@@ -228,7 +228,7 @@ int net_cidr_parse(const char *s, struct net_cidr *c_r, const char **why_r)
 		prefix = bits;
 	} else if (net_parse_uint(slash + 1, bits, &prefix) < 0) {
 		*why_r = c.family == AF_INET ? "prefix length must be a number from 0 to 32"
-					     : "prefix length must be a number from 0 to 128";
+		                             : "prefix length must be a number from 0 to 128";
 		return -1;
 	}
 	if (!net_host_bits_clear(c.addr, bits / 8, prefix)) {

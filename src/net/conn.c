@@ -36,12 +36,12 @@ static void net_conn_log_ssl(const struct net_conn *c, const char *op, int ssl_e
 	while ((e = ERR_get_error()) != 0) {
 		ERR_error_string_n(e, text, sizeof text);
 		log_debug("fd=%d tls %s failed ssl_error=%d reason=\"%s\"", c->fd, op, ssl_err,
-			  text);
+		          text);
 		any = 1;
 	}
 	if (!any)
 		log_debug("fd=%d tls %s failed ssl_error=%d errno=\"%s\"", c->fd, op, ssl_err,
-			  errno != 0 ? strerror(errno) : "peer closed without close_notify");
+		          errno != 0 ? strerror(errno) : "peer closed without close_notify");
 }
 
 static enum net_io net_conn_ssl_result(struct net_conn *c, const char *op, int ret)

@@ -42,7 +42,7 @@ int net_listen(const char *hostport, int backlog, char **err_r)
 
 	if (net_parse_listen_addr(hostport, &ss, &sslen, &why) < 0) {
 		net_listen_fail(err_r, "listen %s: %s", hostport != NULL ? hostport : "(null)",
-				why);
+		                why);
 		return -1;
 	}
 

@@ -29,7 +29,7 @@
 #include "net/net.h"
 #include "util/util.h"
 
-#define NET_TLS_CERT_DAYS 3652 /* 10 years, leap days included */
+#define NET_TLS_CERT_DAYS 3652  /* 10 years, leap days included */
 #define NET_TLS_SERIAL_BITS 159 /* RFC 5280 4.1.2.2: positive, at most 20 octets */
 #define NET_TLS_CN_MAX 64       /* RFC 5280 ub-common-name */
 #define NET_TLS_HOSTNAME_MAX 253
@@ -132,8 +132,7 @@ static void net_fsync_parent(const char *path)
 
 /* Replace path with data: a fresh temporary (O_CREAT|O_EXCL, 0600 at
  * creation), fsync, chmod to mode, rename over path, fsync the directory. */
-static int net_write_file(const char *path, const char *data, size_t len, mode_t mode,
-			  char **err_r)
+static int net_write_file(const char *path, const char *data, size_t len, mode_t mode, char **err_r)
 {
 	struct buf tmp = BUF_INIT;
 	size_t off = 0;
@@ -275,8 +274,8 @@ static X509 *net_cert_make(EVP_PKEY *pkey, const char *hostname)
 	/* CN is optional when the SAN carries the name, and is capped at 64. */
 	name = X509_get_subject_name(x);
 	if (strlen(hostname) <= NET_TLS_CN_MAX &&
-	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					(const unsigned char *)hostname, -1, -1, 0))
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)hostname,
+	                                -1, -1, 0))
 		goto fail;
 	if (!X509_set_issuer_name(x, name))
 		goto fail;
@@ -299,7 +298,7 @@ fail:
 
 /* PEM of the key in secure memory, PEM of the certificate, both written. */
 static int net_cert_write(EVP_PKEY *pkey, X509 *x, const char *cert_path, const char *key_path,
-			  char **err_r)
+                          char **err_r)
 {
 	BIO *kbio = BIO_new(BIO_s_secmem());
 	BIO *cbio = BIO_new(BIO_s_mem());
@@ -328,7 +327,7 @@ done:
 }
 
 int net_tls_ensure_cert(const char *cert_path, const char *key_path, const char *hostname,
-			char **err_r)
+                        char **err_r)
 {
 	EVP_PKEY *pkey = NULL;
 	X509 *x = NULL;
@@ -347,14 +346,15 @@ int net_tls_ensure_cert(const char *cert_path, const char *key_path, const char 
 	if (have_cert && have_key)
 		return 0;
 	if (!net_hostname_ok(hostname)) {
-		net_tls_fail(err_r, "cannot make a certificate for hostname \"%s\": "
-				    "not a DNS name",
-			     hostname != NULL ? hostname : "(null)");
+		net_tls_fail(err_r,
+		             "cannot make a certificate for hostname \"%s\": "
+		             "not a DNS name",
+		             hostname != NULL ? hostname : "(null)");
 		return -1;
 	}
 	if (have_cert || have_key)
 		log_warn("tls replacing=%s reason=\"%s is missing\" action=self-signed",
-			 have_cert ? cert_path : key_path, have_cert ? key_path : cert_path);
+		         have_cert ? cert_path : key_path, have_cert ? key_path : cert_path);
 
 	if (net_mkdir_parents(key_path, err_r) < 0 || net_mkdir_parents(cert_path, err_r) < 0)
 		return -1;
@@ -371,7 +371,7 @@ int net_tls_ensure_cert(const char *cert_path, const char *key_path, const char 
 	if (net_cert_write(pkey, x, cert_path, key_path, err_r) < 0)
 		goto done;
 	log_info("tls self-signed cert=%s key=%s cn=%s days=%d", cert_path, key_path, hostname,
-		 NET_TLS_CERT_DAYS);
+	         NET_TLS_CERT_DAYS);
 	rc = 1;
 done:
 	X509_free(x);
@@ -397,7 +397,7 @@ SSL_CTX *net_tls_server_ctx(const char *cert_path, const char *key_path, char **
 		goto fail;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	                             SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* Idle sessions (a client between commands) keep no 34 KB of read and
 	 * write buffers: with thousands of connections it adds up. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
@@ -414,7 +414,7 @@ SSL_CTX *net_tls_server_ctx(const char *cert_path, const char *key_path, char **
 		/* OpenSSL compares the key with the certificate right here. */
 		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
 			net_tls_fail(err_r, "key %s does not match certificate %s", key_path,
-				     cert_path);
+			             cert_path);
 		else
 			net_tls_fail(err_r, "load key %s", key_path);
 		goto fail;

@@ -24,6 +24,7 @@ struct received_case {
 	const char *want;
 };
 
+/* clang-format off */
 static const struct received_case received_cases[] = {
 	{
 		.label = "plain SMTP, HELO, several recipients",
@@ -102,7 +103,16 @@ static const struct received_case received_cases[] = {
 		.want = "Received: from evil??X-Injected:?yes????x???y?? (ptr???X: y? [192.0.2.1])\r\n"
 			"\t(Authenticated sender: u???Bcc: z)\r\n"
 			"\tby b (sluice) with ESMTPA id Q\r\n"
-			"\tfor <a@b???X:?y>; Mon, 23 Nov 2026 19:30:00 +0000\r\n",
+			"\tfor <a@b???X: y>; Mon, 23 Nov 2026 19:30:00 +0000\r\n",
+	},
+	{
+		.label = "quoted local part keeps its space and backslash",
+		.t = {.helo = "h", .client_addr = "192.0.2.1", .by = "b", .queue_id = "Q",
+		      .esmtp = 1, .single_rcpt = "\"john \\\"j\\\" doe\"@example.org",
+		      .when = WHEN_2026},
+		.want = "Received: from h (unknown [192.0.2.1])\r\n"
+			"\tby b (sluice) with ESMTP id Q\r\n"
+			"\tfor <\"john \\\"j\\\" doe\"@example.org>; Mon, 23 Nov 2026 19:30:00 +0000\r\n",
 	},
 	{
 		.label = "no HELO at all, non-ASCII name",
@@ -113,6 +123,7 @@ static const struct received_case received_cases[] = {
 			"\tMon, 23 Nov 2026 19:30:00 +0000\r\n",
 	},
 };
+/* clang-format on */
 
 static void test_received_table(void **state)
 {
@@ -126,7 +137,7 @@ static void test_received_table(void **state)
 		assert_int_equal(message_received(&rc->t, &out), 0);
 		if (strcmp(out.data, rc->want) != 0) {
 			print_error("case \"%s\":\n got: %s\nwant: %s\n", rc->label, out.data,
-				    rc->want);
+			            rc->want);
 			fail();
 		}
 		buf_free(&out);
@@ -142,10 +153,15 @@ static void test_received_no_injection_any_byte(void **state)
 
 	(void)state;
 	for (b = 1; b < 256; b++) {
-		struct message_trace t = {.helo = helo, .client_addr = "192.0.2.1",
-					  .client_name = helo, .auth_user = helo,
-					  .single_rcpt = helo, .by = "b", .queue_id = "Q",
-					  .esmtp = 1, .when = WHEN_2026};
+		struct message_trace t = {.helo = helo,
+		                          .client_addr = "192.0.2.1",
+		                          .client_name = helo,
+		                          .auth_user = helo,
+		                          .single_rcpt = helo,
+		                          .by = "b",
+		                          .queue_id = "Q",
+		                          .esmtp = 1,
+		                          .when = WHEN_2026};
 		struct buf out = BUF_INIT;
 		const char *p;
 
@@ -166,8 +182,11 @@ static void test_received_no_injection_any_byte(void **state)
 static void test_received_caps_length(void **state)
 {
 	char helo[2000];
-	struct message_trace t = {.helo = helo, .client_addr = "192.0.2.1", .by = "b",
-				  .queue_id = "Q", .when = WHEN_2026};
+	struct message_trace t = {.helo = helo,
+	                          .client_addr = "192.0.2.1",
+	                          .by = "b",
+	                          .queue_id = "Q",
+	                          .when = WHEN_2026};
 	struct buf out = BUF_INIT;
 	const char *first_nl;
 
@@ -184,8 +203,8 @@ static void test_received_caps_length(void **state)
 
 static void test_received_appends(void **state)
 {
-	struct message_trace t = {.helo = "h", .client_addr = "192.0.2.1", .by = "b",
-				  .queue_id = "Q", .when = WHEN_2026};
+	struct message_trace t = {
+	    .helo = "h", .client_addr = "192.0.2.1", .by = "b", .queue_id = "Q", .when = WHEN_2026};
 	struct buf out = BUF_INIT;
 
 	(void)state;
@@ -204,6 +223,7 @@ struct header_case {
 	int want;
 };
 
+/* clang-format off */
 static const struct header_case header_cases[] = {
 	{.label = "simple", .data = "From: a@b\r\nSubject: x\r\n\r\nbody\r\n",
 	 .name = "Subject", .want = 1},
@@ -239,6 +259,7 @@ static const struct header_case header_cases[] = {
 	 .name = "Date", .want = 0},
 	{.label = "name without colon", .data = "Date\r\n\r\n", .name = "Date", .want = 0},
 };
+/* clang-format on */
 
 static void test_has_header_table(void **state)
 {
@@ -272,6 +293,7 @@ struct count_case {
 	size_t want;
 };
 
+/* clang-format off */
 static const struct count_case count_cases[] = {
 	{.data = "", .want = 0},
 	{.data = "From: a\r\n\r\n", .want = 0},
@@ -280,6 +302,7 @@ static const struct count_case count_cases[] = {
 	{.data = "Received: a\r\n Received: folded\r\n\r\n", .want = 1},
 	{.data = "X-Received: a\r\nReceived-SPF: pass\r\n\r\n", .want = 0},
 };
+/* clang-format on */
 
 static void test_count_received(void **state)
 {
@@ -291,7 +314,7 @@ static void test_count_received(void **state)
 
 		if (message_count_received(cc->data, strlen(cc->data)) != cc->want) {
 			print_error("case %zu: got %zu want %zu\n", i,
-				    message_count_received(cc->data, strlen(cc->data)), cc->want);
+			            message_count_received(cc->data, strlen(cc->data)), cc->want);
 			fail();
 		}
 	}
@@ -299,12 +322,14 @@ static void test_count_received(void **state)
 
 /* ---- assembly ----------------------------------------------------------- */
 
+/* clang-format off */
 #define TRACE_HDR                                                                        \
 	"Received: from h (unknown [192.0.2.1])\r\n"                                     \
 	"\tby mail.example.net (sluice) with ESMTP id 0123456789ABCDEF;\r\n"             \
 	"\tMon, 23 Nov 2026 19:30:00 +0000\r\n"
 #define MSGID_HDR "Message-ID: <0123456789ABCDEF.1795462200@mail.example.net>\r\n"
 #define DATE_HDR "Date: Mon, 23 Nov 2026 19:30:00 +0000\r\n"
+/* clang-format on */
 
 struct assemble_case {
 	const char *label;
@@ -312,6 +337,7 @@ struct assemble_case {
 	const char *want;
 };
 
+/* clang-format off */
 static const struct assemble_case assemble_cases[] = {
 	{.label = "both present",
 	 .data = "Date: Sun, 1 Nov 2026 00:00:00 +0000\r\nMessage-Id: <a@b>\r\n\r\nhi\r\n",
@@ -332,12 +358,16 @@ static const struct assemble_case assemble_cases[] = {
 	 .want = TRACE_HDR MSGID_HDR "Subject: s\r\nDate: x"},
 	{.label = "empty data", .data = "", .want = TRACE_HDR MSGID_HDR DATE_HDR},
 };
+/* clang-format on */
 
 static void test_assemble_table(void **state)
 {
-	const struct message_trace t = {.helo = "h", .client_addr = "192.0.2.1",
-					.by = "mail.example.net", .queue_id = "0123456789ABCDEF",
-					.esmtp = 1, .when = WHEN_2026};
+	const struct message_trace t = {.helo = "h",
+	                                .client_addr = "192.0.2.1",
+	                                .by = "mail.example.net",
+	                                .queue_id = "0123456789ABCDEF",
+	                                .esmtp = 1,
+	                                .when = WHEN_2026};
 	size_t i;
 
 	(void)state;
@@ -348,11 +378,11 @@ static void test_assemble_table(void **state)
 		assert_int_equal(message_assemble(&t, ac->data, strlen(ac->data), &out), 0);
 		if (out.len != strlen(ac->want) || memcmp(out.data, ac->want, out.len) != 0) {
 			print_error("case \"%s\":\n got: %s\nwant: %s\n", ac->label, out.data,
-				    ac->want);
+			            ac->want);
 			fail();
 		}
 		assert_int_equal(message_count_received(out.data, out.len),
-				 1 + message_count_received(ac->data, strlen(ac->data)));
+		                 1 + message_count_received(ac->data, strlen(ac->data)));
 		buf_free(&out);
 	}
 }
@@ -360,9 +390,12 @@ static void test_assemble_table(void **state)
 /* Binary-safe: a NUL in the body is copied, not a string end. */
 static void test_assemble_binary_body(void **state)
 {
-	const struct message_trace t = {.helo = "h", .client_addr = "192.0.2.1",
-					.by = "mail.example.net", .queue_id = "0123456789ABCDEF",
-					.esmtp = 1, .when = WHEN_2026};
+	const struct message_trace t = {.helo = "h",
+	                                .client_addr = "192.0.2.1",
+	                                .by = "mail.example.net",
+	                                .queue_id = "0123456789ABCDEF",
+	                                .esmtp = 1,
+	                                .when = WHEN_2026};
 	const char data[] = "Date: x\r\nMessage-ID: <a@b>\r\n\r\na\0b\r\n";
 	struct buf out = BUF_INIT;
 
@@ -376,15 +409,19 @@ static void test_assemble_binary_body(void **state)
 /* A message with five trace headers (four old + ours) is counted so. */
 static void test_count_after_assemble(void **state)
 {
-	const struct message_trace t = {.helo = "h", .client_addr = "192.0.2.1", .by = "b",
-					.queue_id = "Q", .esmtp = 1, .when = WHEN_2026};
+	const struct message_trace t = {.helo = "h",
+	                                .client_addr = "192.0.2.1",
+	                                .by = "b",
+	                                .queue_id = "Q",
+	                                .esmtp = 1,
+	                                .when = WHEN_2026};
 	struct buf msg = BUF_INIT, out = BUF_INIT;
 	int i;
 
 	(void)state;
 	for (i = 0; i < 4; i++)
 		assert_int_equal(buf_printf(&msg, "Received: from hop%d\r\n\tby x; date\r\n", i),
-				 0);
+		                 0);
 	assert_int_equal(buf_append_str(&msg, "Subject: loop\r\n\r\nReceived: body\r\n"), 0);
 	assert_int_equal(message_assemble(&t, msg.data, msg.len, &out), 0);
 	assert_int_equal(message_count_received(out.data, out.len), 5);
@@ -395,16 +432,16 @@ static void test_count_after_assemble(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_received_table),
-		cmocka_unit_test(test_received_no_injection_any_byte),
-		cmocka_unit_test(test_received_caps_length),
-		cmocka_unit_test(test_received_appends),
-		cmocka_unit_test(test_has_header_table),
-		cmocka_unit_test(test_has_header_respects_len),
-		cmocka_unit_test(test_count_received),
-		cmocka_unit_test(test_assemble_table),
-		cmocka_unit_test(test_assemble_binary_body),
-		cmocka_unit_test(test_count_after_assemble),
+	    cmocka_unit_test(test_received_table),
+	    cmocka_unit_test(test_received_no_injection_any_byte),
+	    cmocka_unit_test(test_received_caps_length),
+	    cmocka_unit_test(test_received_appends),
+	    cmocka_unit_test(test_has_header_table),
+	    cmocka_unit_test(test_has_header_respects_len),
+	    cmocka_unit_test(test_count_received),
+	    cmocka_unit_test(test_assemble_table),
+	    cmocka_unit_test(test_assemble_binary_body),
+	    cmocka_unit_test(test_count_after_assemble),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

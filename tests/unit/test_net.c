@@ -39,6 +39,7 @@ struct hostport_case {
 	const char *why; /* substring of *why_r */
 };
 
+/* clang-format off */
 static const struct hostport_case hostport_cases[] = {
 	{.in = "127.0.0.1:587", .ok = 1, .family = AF_INET, .addr = "127.0.0.1", .port = 587},
 	{.in = "*:587", .ok = 1, .family = AF_INET, .addr = "0.0.0.0", .port = 587},
@@ -75,6 +76,7 @@ static const struct hostport_case hostport_cases[] = {
 	{.in = "[0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000]:25",
 	 .why = "too long"},
 };
+/* clang-format on */
 
 static void test_parse_hostport_table(void **state)
 {
@@ -92,7 +94,7 @@ static void test_parse_hostport_table(void **state)
 		if (!hc->ok) {
 			if (rc != -1 || why == NULL || strstr(why, hc->why) == NULL) {
 				print_error("\"%s\": rc=%d why=\"%s\", want error with \"%s\"\n",
-					    hc->in, rc, why != NULL ? why : "", hc->why);
+				            hc->in, rc, why != NULL ? why : "", hc->why);
 				fail();
 			}
 			continue;
@@ -163,6 +165,7 @@ struct cidr_parse_case {
 	const char *why;
 };
 
+/* clang-format off */
 static const struct cidr_parse_case cidr_parse_cases[] = {
 	{.in = "10.0.0.0/8", .fmt = "10.0.0.0/8"},
 	{.in = "192.0.2.1", .fmt = "192.0.2.1/32"},
@@ -197,6 +200,7 @@ static const struct cidr_parse_case cidr_parse_cases[] = {
 	{.in = " 10.0.0.0/8", .why = "numeric"},
 	{.in = "2001:db8::/32.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0", .why = "too long"},
 };
+/* clang-format on */
 
 static void test_cidr_parse_format_table(void **state)
 {
@@ -213,7 +217,7 @@ static void test_cidr_parse_format_table(void **state)
 		if (cc->fmt == NULL) {
 			if (rc != -1 || why == NULL || strstr(why, cc->why) == NULL) {
 				print_error("\"%s\": rc=%d why=\"%s\", want error with \"%s\"\n",
-					    cc->in, rc, why != NULL ? why : "", cc->why);
+				            cc->in, rc, why != NULL ? why : "", cc->why);
 				fail();
 			}
 			continue;
@@ -224,7 +228,8 @@ static void test_cidr_parse_format_table(void **state)
 		}
 		net_cidr_format(&c, out, sizeof out);
 		if (strcmp(out, cc->fmt) != 0) {
-			print_error("\"%s\": formatted \"%s\", want \"%s\"\n", cc->in, out, cc->fmt);
+			print_error("\"%s\": formatted \"%s\", want \"%s\"\n", cc->in, out,
+			            cc->fmt);
 			fail();
 		}
 		/* Formatting round-trips. */
@@ -242,10 +247,11 @@ static void test_cidr_parse_format_table(void **state)
 struct cidr_match_case {
 	const char *cidr;
 	const char *addr; /* IPv4 text is tested as sockaddr_in, anything with ':' as
-			     sockaddr_in6 */
+	                     sockaddr_in6 */
 	int want;
 };
 
+/* clang-format off */
 static const struct cidr_match_case cidr_match_cases[] = {
 	{.cidr = "10.0.0.0/8", .addr = "10.1.2.3", .want = 1},
 	{.cidr = "10.0.0.0/8", .addr = "11.0.0.0", .want = 0},
@@ -275,6 +281,7 @@ static const struct cidr_match_case cidr_match_cases[] = {
 	{.cidr = "::ffff:10.0.0.0/104", .addr = "10.9.9.9", .want = 1},
 	{.cidr = "::ffff:10.0.0.0/104", .addr = "::ffff:10.9.9.9", .want = 1},
 };
+/* clang-format on */
 
 static struct sockaddr_storage sockaddr_of(const char *text)
 {
@@ -310,7 +317,8 @@ static void test_cidr_match_table(void **state)
 		assert_int_equal(net_cidr_parse(mc->cidr, &c, &why), 0);
 		got = net_cidr_match(&c, (struct sockaddr *)&ss);
 		if (got != mc->want) {
-			print_error("%s in %s: got %d want %d\n", mc->addr, mc->cidr, got, mc->want);
+			print_error("%s in %s: got %d want %d\n", mc->addr, mc->cidr, got,
+			            mc->want);
 			fail();
 		}
 	}
@@ -389,7 +397,7 @@ static void test_listen_ipv6(void **state)
 	if (fd < 0) {
 		/* A container without IPv6 loopback: nothing to test. */
 		int none = err != NULL && (strstr(err, strerror(EAFNOSUPPORT)) != NULL ||
-					   strstr(err, strerror(EADDRNOTAVAIL)) != NULL);
+		                           strstr(err, strerror(EADDRNOTAVAIL)) != NULL);
 
 		free(err);
 		if (none)
@@ -508,14 +516,13 @@ static void test_tls_ensure_cert(void **state)
 	fclose(fp);
 	assert_non_null(x);
 	assert_int_equal(X509_get_version(x), X509_VERSION_3);
-	assert_int_equal(X509_check_host(x, TEST_HOSTNAME, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
-					 NULL),
-			 1);
+	assert_int_equal(
+	    X509_check_host(x, TEST_HOSTNAME, 0, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL), 1);
 	assert_int_equal(X509_check_host(x, "other.example", 0, 0, NULL), 0);
 	assert_int_equal(X509_check_ca(x), 0);
 	assert_true(X509_get_extension_flags(x) & EXFLAG_BCONS);
 	assert_int_equal(X509_NAME_get_index_by_NID(X509_get_subject_name(x), NID_commonName, -1),
-			 0);
+	                 0);
 	pub = X509_get0_pubkey(x);
 	assert_non_null(pub);
 	assert_true(EVP_PKEY_is_a(pub, "EC"));
@@ -526,9 +533,8 @@ static void test_tls_ensure_cert(void **state)
 	assert_false(BN_is_negative(serial));
 	assert_true(BN_num_bits(serial) > 64);
 	BN_free(serial);
-	assert_int_equal(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x),
-					X509_get0_notAfter(x)),
-			 1);
+	assert_int_equal(
+	    ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x)), 1);
 	assert_true(days >= 3650 && days <= 3653);
 	X509_free(x);
 }
@@ -697,7 +703,7 @@ static void server_step(struct tls_run *r)
 			break;
 		case 1:
 			io = net_conn_read(&r->server, r->s_req + r->s_req_len,
-					   sizeof r->s_req - r->s_req_len, &n);
+			                   sizeof r->s_req - r->s_req_len, &n);
 			if (io != NET_IO_OK) {
 				r->s_events = want_events(io);
 				return;
@@ -708,7 +714,7 @@ static void server_step(struct tls_run *r)
 			break;
 		case 2:
 			io = net_conn_write(&r->server, r->resp + r->s_sent, RESP_LEN - r->s_sent,
-					    &n);
+			                    &n);
 			if (io != NET_IO_OK) {
 				r->s_events = want_events(io);
 				return;
@@ -1002,22 +1008,22 @@ static void test_conn_tls_peer_vanishes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_hostport_table),
-		cmocka_unit_test(test_parse_listen_addr_port0),
-		cmocka_unit_test(test_addr_str),
-		cmocka_unit_test(test_cidr_parse_format_table),
-		cmocka_unit_test(test_cidr_match_table),
-		cmocka_unit_test(test_listen_ipv4),
-		cmocka_unit_test(test_listen_ipv6),
-		cmocka_unit_test(test_listen_bad_address),
-		cmocka_unit_test(test_conn_plain),
-		cmocka_unit_test(test_tls_ensure_cert),
-		cmocka_unit_test(test_tls_ensure_cert_bad_hostname),
-		cmocka_unit_test(test_tls_server_ctx),
-		cmocka_unit_test(test_conn_tls_exchange),
-		cmocka_unit_test(test_conn_tls12),
-		cmocka_unit_test(test_conn_tls_garbage),
-		cmocka_unit_test(test_conn_tls_peer_vanishes),
+	    cmocka_unit_test(test_parse_hostport_table),
+	    cmocka_unit_test(test_parse_listen_addr_port0),
+	    cmocka_unit_test(test_addr_str),
+	    cmocka_unit_test(test_cidr_parse_format_table),
+	    cmocka_unit_test(test_cidr_match_table),
+	    cmocka_unit_test(test_listen_ipv4),
+	    cmocka_unit_test(test_listen_ipv6),
+	    cmocka_unit_test(test_listen_bad_address),
+	    cmocka_unit_test(test_conn_plain),
+	    cmocka_unit_test(test_tls_ensure_cert),
+	    cmocka_unit_test(test_tls_ensure_cert_bad_hostname),
+	    cmocka_unit_test(test_tls_server_ctx),
+	    cmocka_unit_test(test_conn_tls_exchange),
+	    cmocka_unit_test(test_conn_tls12),
+	    cmocka_unit_test(test_conn_tls_garbage),
+	    cmocka_unit_test(test_conn_tls_peer_vanishes),
 	};
 
 	/* The TLS tests share one temporary directory and certificate. */

@@ -539,6 +539,30 @@ static void test_tls_ensure_cert(void **state)
 	X509_free(x);
 }
 
+/* One of the pair missing: both are made afresh, and they match. */
+static void test_tls_ensure_cert_half_missing(void **state)
+{
+	struct tls_fixture *f = *state;
+	struct stat st;
+	char *err = NULL;
+	SSL_CTX *ctx;
+
+	assert_true(net_tls_ensure_cert(f->cert, f->key, TEST_HOSTNAME, &err) >= 0);
+	assert_int_equal(unlink(f->key), 0);
+	assert_int_equal(net_tls_ensure_cert(f->cert, f->key, TEST_HOSTNAME, &err), 1);
+	assert_int_equal(stat(f->key, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	ctx = net_tls_server_ctx(f->cert, f->key, &err);
+	assert_non_null(ctx);
+	SSL_CTX_free(ctx);
+
+	assert_int_equal(unlink(f->cert), 0);
+	assert_int_equal(net_tls_ensure_cert(f->cert, f->key, TEST_HOSTNAME, &err), 1);
+	ctx = net_tls_server_ctx(f->cert, f->key, &err);
+	assert_non_null(ctx);
+	SSL_CTX_free(ctx);
+}
+
 static void test_tls_ensure_cert_bad_hostname(void **state)
 {
 	struct tls_fixture *f = *state;
@@ -1018,6 +1042,7 @@ int main(void)
 	    cmocka_unit_test(test_listen_bad_address),
 	    cmocka_unit_test(test_conn_plain),
 	    cmocka_unit_test(test_tls_ensure_cert),
+	    cmocka_unit_test(test_tls_ensure_cert_half_missing),
 	    cmocka_unit_test(test_tls_ensure_cert_bad_hostname),
 	    cmocka_unit_test(test_tls_server_ctx),
 	    cmocka_unit_test(test_conn_tls_exchange),

@@ -70,6 +70,7 @@ typedef void spool_done_cb(void *ctx, int status, const char *id);
 struct spool_config {
 	const char *dir;
 	uint32_t batch_max;   /* messages per fsync at most; 0 = 256 */
+	uint64_t segment_max; /* roll past this many bytes; 0 = SPOOL_SEGMENT_MAX */
 };
 
 /* Open (create) the spool and recover: scan every segment, rebuild the
@@ -94,6 +95,13 @@ int spool_submit(struct spool *spool, const struct spool_message *m, spool_done_
 int spool_delete(struct spool *spool, const char *id);           /* whole message */
 int spool_set_held(struct spool *spool, const char *id, int held);
 
+/* Durably record a delivery attempt's outcome for recipient rcpt_index
+ * (0-based, order of spool_message.rcpts); last_reply may be NULL.  When no
+ * recipient is left pending the message is final.  Same group commit,
+ * synchronous.  0 ok, -1 error (errno set; ENOENT: unknown or final id). */
+int spool_set_rcpt_state(struct spool *spool, const char *id, size_t rcpt_index,
+			 const struct spool_rcpt *state);
+
 /* Index queries: messages with at least one pending recipient. */
 size_t spool_count(struct spool *spool);
 /* Call fn for every queued message, in arrival order; stop if fn returns
@@ -109,6 +117,19 @@ void spool_message_free(struct spool_message *m);
  * sluiced runs): scans the segments as recovery does, quarantines nothing,
  * treats a torn tail as a write in progress. */
 int spool_open_readonly(const char *dir, struct spool **spool_r, char **err_r);
+
+/* Counters since spool_open(), for tests and /metrics. */
+struct spool_stats {
+	uint64_t batches;          /* group commits attempted */
+	uint64_t fsyncs;           /* fdatasync()s of segment data */
+	uint64_t records;          /* records made durable */
+	uint64_t messages;         /* messages made durable (status 0 callbacks) */
+	uint64_t failed;           /* records whose batch failed */
+	uint64_t bytes;            /* bytes made durable */
+	uint64_t segments_created;
+	uint64_t segments_deleted;
+};
+void spool_stats(struct spool *spool, struct spool_stats *stats_r);
 
 /* Checksum used by the records (CRC-32C, Castagnoli). */
 uint32_t spool_crc32c(uint32_t crc, const void *data, size_t len);

@@ -77,9 +77,8 @@ void auth_cache_free(struct auth_cache **cache)
 
 /* The key: user and password cannot hold NUL, so NUL separators make the
  * concatenation unambiguous. */
-static int auth_cache_key(const struct auth_cache *c, const char *username,
-			  const char *password, const char *hash,
-			  unsigned char key[AUTH_CACHE_KEY])
+static int auth_cache_key(const struct auth_cache *c, const char *username, const char *password,
+                          const char *hash, unsigned char key[AUTH_CACHE_KEY])
 {
 	crypto_generichash_state st;
 
@@ -96,7 +95,7 @@ static int auth_cache_key(const struct auth_cache *c, const char *username,
 }
 
 static struct auth_cache_entry *auth_cache_bucket(const struct auth_cache *c,
-						  const unsigned char key[AUTH_CACHE_KEY])
+                                                  const unsigned char key[AUTH_CACHE_KEY])
 {
 	uint64_t h;
 
@@ -105,7 +104,7 @@ static struct auth_cache_entry *auth_cache_bucket(const struct auth_cache *c,
 }
 
 int auth_cache_check(struct auth_cache *c, const char *username, const char *password,
-		     const char *hash, int64_t now)
+                     const char *hash, int64_t now)
 {
 	unsigned char key[AUTH_CACHE_KEY];
 	struct auth_cache_entry *b;
@@ -134,7 +133,7 @@ int auth_cache_check(struct auth_cache *c, const char *username, const char *pas
 }
 
 void auth_cache_add(struct auth_cache *c, const char *username, const char *password,
-		    const char *hash, int64_t now)
+                    const char *hash, int64_t now)
 {
 	unsigned char key[AUTH_CACHE_KEY];
 	struct auth_cache_entry *b, *victim = NULL;

@@ -30,10 +30,10 @@
 
 struct auth_limit_entry {
 	unsigned char key[AUTH_LIMITER_KEY];
-	int64_t start;   /* window opened */
-	uint32_t count;  /* failures inside it */
-	uint32_t hnext;  /* hash chain, or the free list */
-	uint32_t older;  /* age list */
+	int64_t start;  /* window opened */
+	uint32_t count; /* failures inside it */
+	uint32_t hnext; /* hash chain, or the free list */
+	uint32_t older; /* age list */
 	uint32_t newer;
 };
 
@@ -42,9 +42,9 @@ struct auth_limit_table {
 	uint32_t cap, used;
 	uint32_t *buckets; /* nbuckets is a power of two >= cap */
 	uint32_t mask;
-	uint32_t free;     /* free list through hnext */
+	uint32_t free; /* free list through hnext */
 	uint32_t oldest, newest;
-	uint32_t max;      /* the limit, 0: none */
+	uint32_t max; /* the limit, 0: none */
 };
 
 struct auth_limiter {
@@ -84,7 +84,7 @@ static void auth_limit_table_free(struct auth_limit_table *t)
 }
 
 static uint32_t auth_limit_bucket(const struct auth_limit_table *t,
-				  const unsigned char key[AUTH_LIMITER_KEY])
+                                  const unsigned char key[AUTH_LIMITER_KEY])
 {
 	uint32_t h;
 
@@ -93,7 +93,7 @@ static uint32_t auth_limit_bucket(const struct auth_limit_table *t,
 }
 
 static uint32_t auth_limit_find(const struct auth_limit_table *t,
-				const unsigned char key[AUTH_LIMITER_KEY])
+                                const unsigned char key[AUTH_LIMITER_KEY])
 {
 	uint32_t i = t->buckets[auth_limit_bucket(t, key)];
 
@@ -155,8 +155,8 @@ static void auth_limit_prune(struct auth_limit_table *t, int64_t now, uint32_t w
 }
 
 static uint32_t auth_limit_count(const struct auth_limit_table *t,
-				 const unsigned char key[AUTH_LIMITER_KEY], int64_t now,
-				 uint32_t window)
+                                 const unsigned char key[AUTH_LIMITER_KEY], int64_t now,
+                                 uint32_t window)
 {
 	uint32_t i = auth_limit_find(t, key);
 
@@ -166,7 +166,7 @@ static uint32_t auth_limit_count(const struct auth_limit_table *t,
 }
 
 static void auth_limit_fail(struct auth_limit_table *t, const unsigned char key[AUTH_LIMITER_KEY],
-			    int64_t now, uint32_t window)
+                            int64_t now, uint32_t window)
 {
 	uint32_t i = auth_limit_find(t, key), b;
 
@@ -196,14 +196,14 @@ static void auth_limit_fail(struct auth_limit_table *t, const unsigned char key[
 }
 
 static void auth_limiter_key(const struct auth_limiter *lim, const char *s,
-			     unsigned char key[AUTH_LIMITER_KEY])
+                             unsigned char key[AUTH_LIMITER_KEY])
 {
-	crypto_generichash(key, AUTH_LIMITER_KEY, (const unsigned char *)s, strlen(s),
-			   lim->secret, sizeof lim->secret);
+	crypto_generichash(key, AUTH_LIMITER_KEY, (const unsigned char *)s, strlen(s), lim->secret,
+	                   sizeof lim->secret);
 }
 
 struct auth_limiter *auth_limiter_new_sized(uint32_t max_per_ip, uint32_t max_per_user,
-					    uint32_t window_seconds, uint32_t max_entries)
+                                            uint32_t window_seconds, uint32_t max_entries)
 {
 	struct auth_limiter *lim;
 
@@ -226,10 +226,10 @@ struct auth_limiter *auth_limiter_new_sized(uint32_t max_per_ip, uint32_t max_pe
 }
 
 struct auth_limiter *auth_limiter_new(uint32_t max_per_ip, uint32_t max_per_user,
-				      uint32_t window_seconds)
+                                      uint32_t window_seconds)
 {
 	return auth_limiter_new_sized(max_per_ip, max_per_user, window_seconds,
-				      AUTH_LIMITER_ENTRIES_DEFAULT);
+	                              AUTH_LIMITER_ENTRIES_DEFAULT);
 }
 
 void auth_limiter_free(struct auth_limiter **limp)
@@ -247,7 +247,7 @@ void auth_limiter_free(struct auth_limiter **limp)
 }
 
 enum auth_limit auth_limiter_check(struct auth_limiter *lim, const char *ip, const char *user,
-				   int64_t now)
+                                   int64_t now)
 {
 	unsigned char kip[AUTH_LIMITER_KEY], kuser[AUTH_LIMITER_KEY];
 	enum auth_limit res = AUTH_LIMIT_OK;
@@ -263,7 +263,7 @@ enum auth_limit auth_limiter_check(struct auth_limiter *lim, const char *ip, con
 	    auth_limit_count(&lim->ip, kip, now, lim->window) >= lim->ip.max)
 		res = AUTH_LIMIT_IP;
 	else if (user != NULL && lim->user.max > 0 &&
-		 auth_limit_count(&lim->user, kuser, now, lim->window) >= lim->user.max)
+	         auth_limit_count(&lim->user, kuser, now, lim->window) >= lim->user.max)
 		res = AUTH_LIMIT_USER;
 	pthread_mutex_unlock(&lim->lock);
 	return res;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 _Static_assert(AUTH_HASH_MAX >= crypto_pwhash_argon2id_STRBYTES,
-	       "AUTH_HASH_MAX must hold an encoded argon2id hash");
+               "AUTH_HASH_MAX must hold an encoded argon2id hash");
 
 int auth_init(void)
 {
@@ -28,8 +28,8 @@ int auth_hash_password(const char *password, char hash_r[AUTH_HASH_MAX])
 	if (len > AUTH_PASSWORD_MAX)
 		return -1;
 	if (crypto_pwhash_argon2id_str(hash_r, password, len,
-				       crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE,
-				       crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE) != 0)
+	                               crypto_pwhash_argon2id_OPSLIMIT_INTERACTIVE,
+	                               crypto_pwhash_argon2id_MEMLIMIT_INTERACTIVE) != 0)
 		return -1;
 	return 0;
 }

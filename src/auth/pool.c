@@ -27,7 +27,7 @@ struct auth_job {
 	struct auth_job *next;
 	auth_done_cb *cb;
 	void *ctx;
-	int known;                            /* 0: verify the dummy, answer 0 */
+	int known; /* 0: verify the dummy, answer 0 */
 	char hash[AUTH_HASH_MAX];
 	char password[AUTH_PASSWORD_MAX + 1];
 };
@@ -35,10 +35,10 @@ struct auth_job {
 struct auth_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct auth_job *head, *tail;  /* under lock */
-	size_t queued;                 /* under lock */
-	int stopping;                  /* under lock */
-	unsigned nthreads;             /* started */
+	struct auth_job *head, *tail; /* under lock */
+	size_t queued;                /* under lock */
+	int stopping;                 /* under lock */
+	unsigned nthreads;            /* started */
 	pthread_t *threads;
 	char dummy_hash[AUTH_HASH_MAX]; /* read-only once threads run */
 };
@@ -167,7 +167,7 @@ void auth_pool_free(struct auth_pool **poolp)
 }
 
 int auth_pool_submit(struct auth_pool *pool, const char *hash, const char *password,
-		     auth_done_cb *cb, void *ctx)
+                     auth_done_cb *cb, void *ctx)
 {
 	struct auth_job *job;
 
@@ -181,8 +181,8 @@ int auth_pool_submit(struct auth_pool *pool, const char *hash, const char *passw
 	/* A password or hash that does not fit cannot match: answer 0 after
 	 * the usual cost rather than an error the caller would take for a
 	 * temporary failure. */
-	job->known = hash != NULL && util_strlcpy(job->hash, hash, sizeof job->hash) <
-						 sizeof job->hash;
+	job->known =
+	    hash != NULL && util_strlcpy(job->hash, hash, sizeof job->hash) < sizeof job->hash;
 	if (util_strlcpy(job->password, password, sizeof job->password) >= sizeof job->password)
 		job->known = 0;
 

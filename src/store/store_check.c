@@ -19,9 +19,9 @@ static void store_quote(const char *s, char out[STORE_QUOTE_MAX + 4])
 {
 	size_t i;
 
-	for (i = 0; s[i] != '\0' && i < STORE_QUOTE_MAX; i++) {
+	for (i = 0; i < STORE_QUOTE_MAX && s[i] != '\0'; i++) {
 		unsigned char c = (unsigned char)s[i];
-		out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+		out[i] = (char)(c >= 0x20 && c < 0x7f ? c : '?');
 	}
 	if (s[i] != '\0') {
 		memcpy(out + i, "...", 3);
@@ -51,7 +51,7 @@ static int store_name_char(unsigned char c, int allow_at)
 }
 
 static int store_check_name_chars(const char *what, const char *name, int allow_at, char *err,
-				  size_t errsize)
+                                  size_t errsize)
 {
 	char q[STORE_QUOTE_MAX + 4];
 	size_t len;
@@ -62,13 +62,13 @@ static int store_check_name_chars(const char *what, const char *name, int allow_
 	store_quote(name, q);
 	if (len > STORE_NAME_MAX)
 		return store_check_fail(err, errsize, "%s name '%s' is longer than %d characters",
-					what, q, STORE_NAME_MAX);
+		                        what, q, STORE_NAME_MAX);
 	for (size_t i = 0; i < len; i++)
 		if (!store_name_char((unsigned char)name[i], allow_at))
 			return store_check_fail(err, errsize,
-						"%s name '%s' has a character other than "
-						"A-Z a-z 0-9 . _ -%s",
-						what, q, allow_at ? " @" : "");
+			                        "%s name '%s' has a character other than "
+			                        "A-Z a-z 0-9 . _ -%s",
+			                        what, q, allow_at ? " @" : "");
 	return 0;
 }
 
@@ -83,7 +83,7 @@ int store_check_username(const char *name, char *err, size_t errsize)
 }
 
 int store_check_domain(const char *domain, char out[STORE_DOMAIN_MAX + 1], char *err,
-		       size_t errsize)
+                       size_t errsize)
 {
 	char q[STORE_QUOTE_MAX + 4];
 	size_t len, label = 0, labels = 0;
@@ -97,17 +97,17 @@ int store_check_domain(const char *domain, char out[STORE_DOMAIN_MAX + 1], char 
 		len--; /* the root label of a fully qualified name */
 	if (len > 253)
 		return store_check_fail(err, errsize, "domain '%s' is longer than 253 characters",
-					q);
+		                        q);
 	for (size_t i = 0; i <= len; i++) {
 		unsigned char c = i < len ? (unsigned char)domain[i] : '.';
 
 		if (c == '.') {
 			if (label == 0)
 				return store_check_fail(err, errsize,
-							"domain '%s' has an empty label", q);
+				                        "domain '%s' has an empty label", q);
 			if (out[i - 1] == '-')
 				return store_check_fail(err, errsize,
-							"domain '%s' has a label ending in '-'", q);
+				                        "domain '%s' has a label ending in '-'", q);
 			labels++;
 			if (i < len) {
 				out[i] = '.';
@@ -120,28 +120,27 @@ int store_check_domain(const char *domain, char out[STORE_DOMAIN_MAX + 1], char 
 			c = (unsigned char)(c - 'A' + 'a');
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
 			return store_check_fail(err, errsize,
-						"domain '%s' has a character other than letters, "
-						"digits, '-' and '.' (use the xn-- form for IDNs)",
-						q);
+			                        "domain '%s' has a character other than letters, "
+			                        "digits, '-' and '.' (use the xn-- form for IDNs)",
+			                        q);
 		if (c == '-' && label == 0)
 			return store_check_fail(err, errsize,
-						"domain '%s' has a label starting with '-'", q);
+			                        "domain '%s' has a label starting with '-'", q);
 		if (++label > 63)
-			return store_check_fail(err, errsize,
-						"domain '%s' has a label longer than 63 characters",
-						q);
+			return store_check_fail(
+			    err, errsize, "domain '%s' has a label longer than 63 characters", q);
 		if (c < '0' || c > '9')
 			last_all_digits = 0;
 		out[i] = (char)c;
 	}
 	if (labels < 2)
 		return store_check_fail(err, errsize,
-					"domain '%s' is not a fully qualified domain name", q);
+		                        "domain '%s' is not a fully qualified domain name", q);
 	if (last_all_digits)
 		return store_check_fail(err, errsize,
-					"domain '%s' has an all-numeric top-level label "
-					"(an address is not a domain)",
-					q);
+		                        "domain '%s' has an all-numeric top-level label "
+		                        "(an address is not a domain)",
+		                        q);
 	out[len] = '\0';
 	return 0;
 }
@@ -191,25 +190,23 @@ int store_check_cidr(const char *cidr, char out[STORE_CIDR_MAX + 1], char *err, 
 		bits = 128;
 		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)bytes))
 			return store_check_fail(err, errsize,
-						"network '%s' is IPv4-mapped IPv6: "
-						"write it as an IPv4 network",
-						q);
+			                        "network '%s' is IPv4-mapped IPv6: "
+			                        "write it as an IPv4 network",
+			                        q);
 	} else {
-		return store_check_fail(err, errsize,
-					"network '%s': '%s' is not an IPv4 or IPv6 address", q,
-					addr);
+		return store_check_fail(
+		    err, errsize, "network '%s': '%s' is not an IPv4 or IPv6 address", q, addr);
 	}
 	if (slash == NULL)
 		prefix = bits;
 	else if (store_parse_prefix(slash + 1, bits, &prefix) < 0)
-		return store_check_fail(err, errsize,
-					"network '%s' has a bad prefix length (0-%u expected)", q,
-					bits);
+		return store_check_fail(
+		    err, errsize, "network '%s' has a bad prefix length (0-%u expected)", q, bits);
 	if (prefix == 0)
 		return store_check_fail(err, errsize,
-					"network '%s' has prefix length 0: it would trust every "
-					"address",
-					q);
+		                        "network '%s' has prefix length 0: it would trust every "
+		                        "address",
+		                        q);
 	nbytes = bits / 8;
 	for (size_t i = 0; i < nbytes; i++) {
 		unsigned keep = prefix >= (i + 1) * 8 ? 8 : prefix > i * 8 ? prefix - i * 8 : 0;
@@ -220,8 +217,8 @@ int store_check_cidr(const char *cidr, char out[STORE_CIDR_MAX + 1], char *err, 
 		if (inet_ntop(af, masked, text, sizeof text) == NULL)
 			return store_check_fail(err, errsize, "network '%s' is not valid", q);
 		return store_check_fail(err, errsize,
-					"network '%s' has host bits set (did you mean %s/%u?)", q,
-					text, prefix);
+		                        "network '%s' has host bits set (did you mean %s/%u?)", q,
+		                        text, prefix);
 	}
 	if (inet_ntop(af, bytes, text, sizeof text) == NULL)
 		return store_check_fail(err, errsize, "network '%s' is not valid", q);
@@ -235,18 +232,17 @@ int store_check_hash(const char *username, const char *hash, char *err, size_t e
 	size_t len;
 
 	if (hash == NULL || strncmp(hash, "$argon2", 7) != 0)
-		return store_check_fail(err, errsize,
-					"hash for user '%s' is not an argon2 encoded string",
-					username);
+		return store_check_fail(
+		    err, errsize, "hash for user '%s' is not an argon2 encoded string", username);
 	len = strnlen(hash, STORE_HASH_MAX + 1);
 	if (len > STORE_HASH_MAX)
 		return store_check_fail(err, errsize,
-					"hash for user '%s' is longer than %d characters",
-					username, STORE_HASH_MAX);
+		                        "hash for user '%s' is longer than %d characters", username,
+		                        STORE_HASH_MAX);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)hash[i] <= 0x20 || (unsigned char)hash[i] >= 0x7f)
 			return store_check_fail(err, errsize,
-						"hash for user '%s' has a non-printable character",
-						username);
+			                        "hash for user '%s' has a non-printable character",
+			                        username);
 	return 0;
 }

@@ -26,13 +26,12 @@ int store_check_username(const char *name, char *err, size_t errsize);
  * top-level label that is not all digits; one trailing dot is dropped.
  * out gets the lower-case form. */
 int store_check_domain(const char *domain, char out[STORE_DOMAIN_MAX + 1], char *err,
-		       size_t errsize);
+                       size_t errsize);
 
 /* "ADDR/PREFIX" or a bare address (a host: /32 or /128).  Refuses host
  * bits set, a /0 (it would trust every address) and IPv4-mapped IPv6.
  * out gets the canonical text: "10.0.0.0/8", "2001:db8::/32". */
-int store_check_cidr(const char *cidr, char out[STORE_CIDR_MAX + 1], char *err,
-		     size_t errsize);
+int store_check_cidr(const char *cidr, char out[STORE_CIDR_MAX + 1], char *err, size_t errsize);
 
 /* An argon2 encoded string ("$argon2id$v=19$..."), printable, short enough:
  * guards against storing a plain password by mistake. */

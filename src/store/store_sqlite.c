@@ -32,35 +32,35 @@
 /* Version 1.  Constraints repeat the checks of store_check.c so a row
  * written by hand (sqlite3 shell) cannot break the fixed-size structs. */
 static const char store_schema_v1[] =
-	"CREATE TABLE tenants ("
-	" id INTEGER PRIMARY KEY,"
-	" name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
-	" suspended INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),"
-	" created INTEGER NOT NULL);"
-	"CREATE TABLE credentials ("
-	" id INTEGER PRIMARY KEY,"
-	" tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
-	" username TEXT NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 64),"
-	" hash TEXT NOT NULL CHECK (length(hash) BETWEEN 1 AND 128),"
-	" suspended INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),"
-	" created INTEGER NOT NULL,"
-	" updated INTEGER NOT NULL);"
-	"CREATE INDEX credentials_tenant ON credentials (tenant_id);"
-	"CREATE TABLE domains ("
-	" id INTEGER PRIMARY KEY,"
-	" tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
-	" domain TEXT NOT NULL UNIQUE"
-	"  CHECK (length(domain) BETWEEN 1 AND 253 AND domain = lower(domain)),"
-	" verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),"
-	" created INTEGER NOT NULL);"
-	"CREATE INDEX domains_tenant ON domains (tenant_id);"
-	"CREATE TABLE networks ("
-	" id INTEGER PRIMARY KEY,"
-	" tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
-	" cidr TEXT NOT NULL UNIQUE CHECK (length(cidr) BETWEEN 1 AND 64),"
-	" created INTEGER NOT NULL);"
-	"CREATE INDEX networks_tenant ON networks (tenant_id);"
-	"PRAGMA user_version = 1;";
+    "CREATE TABLE tenants ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 64),"
+    " suspended INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),"
+    " created INTEGER NOT NULL);"
+    "CREATE TABLE credentials ("
+    " id INTEGER PRIMARY KEY,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
+    " username TEXT NOT NULL UNIQUE CHECK (length(username) BETWEEN 1 AND 64),"
+    " hash TEXT NOT NULL CHECK (length(hash) BETWEEN 1 AND 128),"
+    " suspended INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),"
+    " created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL);"
+    "CREATE INDEX credentials_tenant ON credentials (tenant_id);"
+    "CREATE TABLE domains ("
+    " id INTEGER PRIMARY KEY,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
+    " domain TEXT NOT NULL UNIQUE"
+    "  CHECK (length(domain) BETWEEN 1 AND 253 AND domain = lower(domain)),"
+    " verified INTEGER NOT NULL DEFAULT 0 CHECK (verified IN (0, 1)),"
+    " created INTEGER NOT NULL);"
+    "CREATE INDEX domains_tenant ON domains (tenant_id);"
+    "CREATE TABLE networks ("
+    " id INTEGER PRIMARY KEY,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
+    " cidr TEXT NOT NULL UNIQUE CHECK (length(cidr) BETWEEN 1 AND 64),"
+    " created INTEGER NOT NULL);"
+    "CREATE INDEX networks_tenant ON networks (tenant_id);"
+    "PRAGMA user_version = 1;";
 
 enum store_query {
 	Q_TENANT_ADD,
@@ -97,39 +97,39 @@ enum store_query {
 #define NET_FROM " FROM networks n JOIN tenants t ON t.id = n.tenant_id"
 
 static const char *const store_sql[Q_COUNT] = {
-	[Q_TENANT_ADD] = "INSERT INTO tenants (name, suspended, created) VALUES (?1, 0, ?2)",
-	[Q_TENANT_GET] = "SELECT " TENANT_COLS " FROM tenants WHERE name = ?1",
-	[Q_TENANT_GET_ID] = "SELECT " TENANT_COLS " FROM tenants WHERE id = ?1",
-	[Q_TENANT_SUSPEND] = "UPDATE tenants SET suspended = ?2 WHERE name = ?1",
-	[Q_TENANT_LIST] = "SELECT " TENANT_COLS " FROM tenants ORDER BY name",
-	/* Replaces the hash only when the user is this tenant's: a user
-	 * name of another tenant leaves the row alone and changes() == 0. */
-	[Q_CRED_SET] = "INSERT INTO credentials"
-		       " (tenant_id, username, hash, suspended, created, updated)"
-		       " VALUES (?1, ?2, ?3, 0, ?4, ?4)"
-		       " ON CONFLICT (username) DO UPDATE"
-		       " SET hash = excluded.hash, updated = excluded.updated"
-		       " WHERE credentials.tenant_id = excluded.tenant_id",
-	[Q_CRED_LOOKUP] = "SELECT " CRED_COLS CRED_FROM " WHERE c.username = ?1",
-	[Q_CRED_LIST] = "SELECT " CRED_COLS CRED_FROM " WHERE c.tenant_id = ?1"
-			" ORDER BY c.username",
-	[Q_CRED_REMOVE] = "DELETE FROM credentials WHERE tenant_id = ?1 AND username = ?2",
-	[Q_CRED_SUSPEND] = "UPDATE credentials SET suspended = ?2, updated = ?3"
-			   " WHERE username = ?1",
-	[Q_DOMAIN_ADD] = "INSERT INTO domains (tenant_id, domain, verified, created)"
-			 " VALUES (?1, ?2, ?3, ?4)",
-	[Q_DOMAIN_REMOVE] = "DELETE FROM domains WHERE tenant_id = ?1 AND domain = ?2",
-	[Q_DOMAIN_VERIFY] = "UPDATE domains SET verified = ?2 WHERE domain = ?1",
-	[Q_DOMAIN_GET] = "SELECT " DOMAIN_COLS DOMAIN_FROM " WHERE d.domain = ?1",
-	[Q_DOMAIN_LIST] = "SELECT " DOMAIN_COLS DOMAIN_FROM " WHERE d.tenant_id = ?1"
-			  " ORDER BY d.domain",
-	[Q_DOMAIN_LIST_ALL] = "SELECT " DOMAIN_COLS DOMAIN_FROM " ORDER BY d.domain",
-	[Q_NET_ADD] = "INSERT INTO networks (tenant_id, cidr, created) VALUES (?1, ?2, ?3)",
-	[Q_NET_REMOVE] = "DELETE FROM networks WHERE tenant_id = ?1 AND cidr = ?2",
-	[Q_NET_OWNER] = "SELECT tenant_id FROM networks WHERE cidr = ?1",
-	[Q_NET_LIST] = "SELECT " NET_COLS NET_FROM " WHERE n.tenant_id = ?1 ORDER BY n.cidr",
-	[Q_NET_LIST_ALL] = "SELECT " NET_COLS NET_FROM " ORDER BY n.cidr",
-	[Q_DATA_VERSION] = "PRAGMA data_version",
+    [Q_TENANT_ADD] = "INSERT INTO tenants (name, suspended, created) VALUES (?1, 0, ?2)",
+    [Q_TENANT_GET] = "SELECT " TENANT_COLS " FROM tenants WHERE name = ?1",
+    [Q_TENANT_GET_ID] = "SELECT " TENANT_COLS " FROM tenants WHERE id = ?1",
+    [Q_TENANT_SUSPEND] = "UPDATE tenants SET suspended = ?2 WHERE name = ?1",
+    [Q_TENANT_LIST] = "SELECT " TENANT_COLS " FROM tenants ORDER BY name",
+    /* Replaces the hash only when the user is this tenant's: a user
+     * name of another tenant leaves the row alone and changes() == 0. */
+    [Q_CRED_SET] = "INSERT INTO credentials"
+                   " (tenant_id, username, hash, suspended, created, updated)"
+                   " VALUES (?1, ?2, ?3, 0, ?4, ?4)"
+                   " ON CONFLICT (username) DO UPDATE"
+                   " SET hash = excluded.hash, updated = excluded.updated"
+                   " WHERE credentials.tenant_id = excluded.tenant_id",
+    [Q_CRED_LOOKUP] = "SELECT " CRED_COLS CRED_FROM " WHERE c.username = ?1",
+    [Q_CRED_LIST] = "SELECT " CRED_COLS CRED_FROM " WHERE c.tenant_id = ?1"
+                    " ORDER BY c.username",
+    [Q_CRED_REMOVE] = "DELETE FROM credentials WHERE tenant_id = ?1 AND username = ?2",
+    [Q_CRED_SUSPEND] = "UPDATE credentials SET suspended = ?2, updated = ?3"
+                       " WHERE username = ?1",
+    [Q_DOMAIN_ADD] = "INSERT INTO domains (tenant_id, domain, verified, created)"
+                     " VALUES (?1, ?2, ?3, ?4)",
+    [Q_DOMAIN_REMOVE] = "DELETE FROM domains WHERE tenant_id = ?1 AND domain = ?2",
+    [Q_DOMAIN_VERIFY] = "UPDATE domains SET verified = ?2 WHERE domain = ?1",
+    [Q_DOMAIN_GET] = "SELECT " DOMAIN_COLS DOMAIN_FROM " WHERE d.domain = ?1",
+    [Q_DOMAIN_LIST] = "SELECT " DOMAIN_COLS DOMAIN_FROM " WHERE d.tenant_id = ?1"
+                      " ORDER BY d.domain",
+    [Q_DOMAIN_LIST_ALL] = "SELECT " DOMAIN_COLS DOMAIN_FROM " ORDER BY d.domain",
+    [Q_NET_ADD] = "INSERT INTO networks (tenant_id, cidr, created) VALUES (?1, ?2, ?3)",
+    [Q_NET_REMOVE] = "DELETE FROM networks WHERE tenant_id = ?1 AND cidr = ?2",
+    [Q_NET_OWNER] = "SELECT tenant_id FROM networks WHERE cidr = ?1",
+    [Q_NET_LIST] = "SELECT " NET_COLS NET_FROM " WHERE n.tenant_id = ?1 ORDER BY n.cidr",
+    [Q_NET_LIST_ALL] = "SELECT " NET_COLS NET_FROM " ORDER BY n.cidr",
+    [Q_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct store {
@@ -198,9 +198,10 @@ static int store_bind_int(sqlite3_stmt *s, int i, int64_t v)
 	return sqlite3_bind_int64(s, i, v) == SQLITE_OK ? 0 : -1;
 }
 
-/* Run a statement that returns no rows.  SQLITE_DONE, or the failing
- * extended result code (SQLITE_CONSTRAINT_UNIQUE...). */
-static int store_exec_stmt(sqlite3_stmt *s)
+/* Run a bound statement that returns no rows, and reset it.  SQLITE_DONE,
+ * or the extended code of the failure (SQLITE_CONSTRAINT_UNIQUE...); the
+ * connection keeps the message for store_dberr. */
+static int store_write(sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
@@ -208,8 +209,16 @@ static int store_exec_stmt(sqlite3_stmt *s)
 		rc = SQLITE_DONE;
 	if (rc != SQLITE_DONE)
 		rc = sqlite3_extended_errcode(sqlite3_db_handle(s));
-	sqlite3_reset(s);
+	store_done(s);
 	return rc;
+}
+
+/* Run a bound UPDATE or DELETE: 1 when it matched a row, 0 when none, -1. */
+static int store_change(struct store *st, sqlite3_stmt *s, const char *doing, char **err_r)
+{
+	if (store_write(s) != SQLITE_DONE)
+		return store_dberr(st, err_r, doing);
+	return sqlite3_changes(st->db) > 0 ? 1 : 0;
 }
 
 /* Copy a text column; a value that does not fit is an error, not cut. */
@@ -281,7 +290,7 @@ static int store_row_network(sqlite3_stmt *s, void *item)
 /* Read the one row of a bound query.  0, STORE_NOTFOUND (no error text:
  * the caller words it), or -1. */
 static int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, void *item,
-			 const char *doing, char **err_r)
+                         const char *doing, char **err_r)
 {
 	int rc = sqlite3_step(s);
 
@@ -296,7 +305,7 @@ static int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, 
 	}
 	if (read(s, item) < 0) {
 		store_seterr(err_r, "store %s: %s: a row does not fit (edited by hand?)", st->path,
-			     doing);
+		             doing);
 		store_done(s);
 		return -1;
 	}
@@ -306,7 +315,7 @@ static int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, 
 
 /* Read every row of a bound query into a malloc'd array. */
 static int store_get_all(struct store *st, sqlite3_stmt *s, store_row_fn *read, size_t size,
-			 void **list_r, size_t *n_r, const char *doing, char **err_r)
+                         void **list_r, size_t *n_r, const char *doing, char **err_r)
 {
 	char *list = NULL, *p;
 	size_t n = 0, cap = 0;
@@ -324,7 +333,7 @@ static int store_get_all(struct store *st, sqlite3_stmt *s, store_row_fn *read, 
 		}
 		if (read(s, list + n * size) < 0) {
 			store_seterr(err_r, "store %s: %s: a row does not fit (edited by hand?)",
-				     st->path, doing);
+			             st->path, doing);
 			goto fail;
 		}
 		n++;
@@ -393,9 +402,9 @@ static int store_schema(struct store *st, char **err_r)
 	/* Later versions migrate here, one step per version. */
 	if (version != STORE_SCHEMA_VERSION) {
 		store_seterr(err_r,
-			     "store %s: schema version %d is not known to this sluice "
-			     "(it knows %d): upgrade sluice",
-			     st->path, version, STORE_SCHEMA_VERSION);
+		             "store %s: schema version %d is not known to this sluice "
+		             "(it knows %d): upgrade sluice",
+		             st->path, version, STORE_SCHEMA_VERSION);
 		goto fail;
 	}
 	return store_exec(st, "COMMIT", "committing the schema", err_r);
@@ -433,7 +442,7 @@ int store_open(const char *uri, struct store **store_r, char **err_r)
 	*store_r = NULL;
 	if (uri == NULL || strncmp(uri, STORE_SQLITE_PREFIX, strlen(STORE_SQLITE_PREFIX)) != 0) {
 		store_seterr(err_r, "store uri '%s' is not supported (expected sqlite:PATH)",
-			     uri ? uri : "");
+		             uri ? uri : "");
 		return -1;
 	}
 	path = uri + strlen(STORE_SQLITE_PREFIX);
@@ -450,9 +459,8 @@ int store_open(const char *uri, struct store **store_r, char **err_r)
 	if (store_create_file(path, err_r) < 0)
 		goto fail;
 	/* NOMUTEX: a handle belongs to one thread at a time (store.h). */
-	rc = sqlite3_open_v2(path, &st->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			     NULL);
+	rc = sqlite3_open_v2(
+	    path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		if (st->db == NULL) {
 			store_seterr(err_r, "store %s: cannot open: out of memory", path);
@@ -474,7 +482,7 @@ int store_open(const char *uri, struct store **store_r, char **err_r)
 		goto fail;
 	for (int q = 0; q < Q_COUNT; q++) {
 		if (sqlite3_prepare_v3(st->db, store_sql[q], -1, SQLITE_PREPARE_PERSISTENT, &s,
-				       NULL) != SQLITE_OK) {
+		                       NULL) != SQLITE_OK) {
 			store_dberr(st, err_r, "preparing statements");
 			goto fail;
 		}
@@ -528,8 +536,7 @@ int store_tenant_add(struct store *st, const char *name, int64_t *id_r, char **e
 	s = store_stmt(st, Q_TENANT_ADD);
 	if (store_bind_text(s, 1, name) < 0 || store_bind_int(s, 2, util_wall_seconds()) < 0)
 		return store_dberr(st, err_r, "adding a tenant");
-	rc = store_exec_stmt(s);
-	store_done(s);
+	rc = store_write(s);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
 		store_seterr(err_r, "tenant '%s' already exists", name);
 		return STORE_EXISTS;
@@ -582,15 +589,12 @@ int store_tenant_set_suspended(struct store *st, const char *name, int suspended
 	s = store_stmt(st, Q_TENANT_SUSPEND);
 	if (store_bind_text(s, 1, name) < 0 || store_bind_int(s, 2, suspended != 0) < 0)
 		return store_dberr(st, err_r, "suspending a tenant");
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "suspending a tenant");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "suspending a tenant", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "tenant '%s' not found", name);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 int store_tenant_list(struct store *st, struct store_tenant **list_r, size_t *n_r, char **err_r)
@@ -599,23 +603,15 @@ int store_tenant_list(struct store *st, struct store_tenant **list_r, size_t *n_
 	int rc;
 
 	rc = store_get_all(st, store_stmt(st, Q_TENANT_LIST), store_row_tenant, sizeof **list_r,
-			   &list, n_r, "listing tenants", err_r);
+	                   &list, n_r, "listing tenants", err_r);
 	*list_r = list;
 	return rc;
-}
-
-/* The tenant named in messages about its objects; STORE_NOTFOUND with a
- * text when there is no such tenant. */
-static int store_tenant_of(struct store *st, int64_t tenant_id, struct store_tenant *t_r,
-			   char **err_r)
-{
-	return store_tenant_get_id(st, tenant_id, t_r, err_r);
 }
 
 /* ---- credentials ----------------------------------------------------------- */
 
 int store_credential_set(struct store *st, int64_t tenant_id, const char *username,
-			 const char *hash, char **err_r)
+                         const char *hash, char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX];
 	struct store_tenant t;
@@ -625,16 +621,13 @@ int store_credential_set(struct store *st, int64_t tenant_id, const char *userna
 	if (store_check_username(username, err, sizeof err) < 0 ||
 	    store_check_hash(username, hash, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_CRED_SET);
 	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, username) < 0 ||
-	    store_bind_text(s, 3, hash) < 0 || store_bind_int(s, 4, util_wall_seconds()) < 0) {
-		store_done(s);
+	    store_bind_text(s, 3, hash) < 0 || store_bind_int(s, 4, util_wall_seconds()) < 0)
 		return store_dberr(st, err_r, "setting a credential");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
+	rc = store_write(s);
 	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
 		store_seterr(err_r, "tenant id %lld not found", (long long)tenant_id);
 		return STORE_NOTFOUND;
@@ -648,8 +641,8 @@ int store_credential_set(struct store *st, int64_t tenant_id, const char *userna
 	return 0;
 }
 
-int store_credential_lookup(struct store *st, const char *username,
-			    struct store_credential *c_r, char **err_r)
+int store_credential_lookup(struct store *st, const char *username, struct store_credential *c_r,
+                            char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX];
 	sqlite3_stmt *s;
@@ -671,7 +664,7 @@ int store_credential_lookup(struct store *st, const char *username,
 }
 
 int store_credential_list(struct store *st, int64_t tenant_id, struct store_credential **list_r,
-			  size_t *n_r, char **err_r)
+                          size_t *n_r, char **err_r)
 {
 	struct store_tenant t;
 	sqlite3_stmt *s;
@@ -680,19 +673,18 @@ int store_credential_list(struct store *st, int64_t tenant_id, struct store_cred
 
 	*list_r = NULL;
 	*n_r = 0;
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_CRED_LIST);
 	if (store_bind_int(s, 1, tenant_id) < 0)
 		return store_dberr(st, err_r, "listing users");
 	rc = store_get_all(st, s, store_row_credential, sizeof **list_r, &list, n_r,
-			   "listing users", err_r);
+	                   "listing users", err_r);
 	*list_r = list;
 	return rc;
 }
 
-int store_credential_remove(struct store *st, int64_t tenant_id, const char *username,
-			    char **err_r)
+int store_credential_remove(struct store *st, int64_t tenant_id, const char *username, char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX];
 	struct store_tenant t;
@@ -701,26 +693,21 @@ int store_credential_remove(struct store *st, int64_t tenant_id, const char *use
 
 	if (store_check_username(username, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_CRED_REMOVE);
-	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, username) < 0) {
-		store_done(s);
+	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, username) < 0)
 		return store_dberr(st, err_r, "removing a user");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "removing a user");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "removing a user", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "user '%s' not found for tenant '%s'", username, t.name);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 int store_credential_set_suspended(struct store *st, const char *username, int suspended,
-				   char **err_r)
+                                   char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX];
 	sqlite3_stmt *s;
@@ -730,26 +717,21 @@ int store_credential_set_suspended(struct store *st, const char *username, int s
 		return store_checkerr(err_r, err);
 	s = store_stmt(st, Q_CRED_SUSPEND);
 	if (store_bind_text(s, 1, username) < 0 || store_bind_int(s, 2, suspended != 0) < 0 ||
-	    store_bind_int(s, 3, util_wall_seconds()) < 0) {
-		store_done(s);
+	    store_bind_int(s, 3, util_wall_seconds()) < 0)
 		return store_dberr(st, err_r, "suspending a user");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "suspending a user");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "suspending a user", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "user '%s' not found", username);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 /* ---- domains ------------------------------------------------------------------ */
 
 /* After a UNIQUE conflict on domain: whose is it?  Words the error. */
 static int store_domain_conflict(struct store *st, int64_t tenant_id, const char *tenant,
-				 const char *domain, char **err_r)
+                                 const char *domain, char **err_r)
 {
 	struct store_domain d;
 	sqlite3_stmt *s = store_stmt(st, Q_DOMAIN_GET);
@@ -768,7 +750,7 @@ static int store_domain_conflict(struct store *st, int64_t tenant_id, const char
 }
 
 int store_domain_add(struct store *st, int64_t tenant_id, const char *domain, int verified,
-		     char **err_r)
+                     char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX], name[STORE_DOMAIN_MAX + 1];
 	struct store_tenant t;
@@ -777,17 +759,14 @@ int store_domain_add(struct store *st, int64_t tenant_id, const char *domain, in
 
 	if (store_check_domain(domain, name, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_DOMAIN_ADD);
 	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, name) < 0 ||
 	    store_bind_int(s, 3, verified != 0) < 0 ||
-	    store_bind_int(s, 4, util_wall_seconds()) < 0) {
-		store_done(s);
+	    store_bind_int(s, 4, util_wall_seconds()) < 0)
 		return store_dberr(st, err_r, "adding a domain");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
+	rc = store_write(s);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE)
 		return store_domain_conflict(st, tenant_id, t.name, name, err_r);
 	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -808,22 +787,17 @@ int store_domain_remove(struct store *st, int64_t tenant_id, const char *domain,
 
 	if (store_check_domain(domain, name, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_DOMAIN_REMOVE);
-	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, name) < 0) {
-		store_done(s);
+	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, name) < 0)
 		return store_dberr(st, err_r, "removing a domain");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "removing a domain");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "removing a domain", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "domain '%s' not found for tenant '%s'", name, t.name);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 int store_domain_set_verified(struct store *st, const char *domain, int verified, char **err_r)
@@ -835,23 +809,17 @@ int store_domain_set_verified(struct store *st, const char *domain, int verified
 	if (store_check_domain(domain, name, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
 	s = store_stmt(st, Q_DOMAIN_VERIFY);
-	if (store_bind_text(s, 1, name) < 0 || store_bind_int(s, 2, verified != 0) < 0) {
-		store_done(s);
+	if (store_bind_text(s, 1, name) < 0 || store_bind_int(s, 2, verified != 0) < 0)
 		return store_dberr(st, err_r, "verifying a domain");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "verifying a domain");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "verifying a domain", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "domain '%s' not found", name);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
-int store_domain_get(struct store *st, const char *domain, struct store_domain *d_r,
-		     char **err_r)
+int store_domain_get(struct store *st, const char *domain, struct store_domain *d_r, char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX], name[STORE_DOMAIN_MAX + 1];
 	sqlite3_stmt *s;
@@ -873,7 +841,7 @@ int store_domain_get(struct store *st, const char *domain, struct store_domain *
 }
 
 int store_domain_list(struct store *st, int64_t tenant_id, struct store_domain **list_r,
-		  size_t *n_r, char **err_r)
+                      size_t *n_r, char **err_r)
 {
 	struct store_tenant t;
 	sqlite3_stmt *s;
@@ -885,13 +853,14 @@ int store_domain_list(struct store *st, int64_t tenant_id, struct store_domain *
 	if (tenant_id == 0) {
 		s = store_stmt(st, Q_DOMAIN_LIST_ALL);
 	} else {
-		if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+		if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 			return rc;
 		s = store_stmt(st, Q_DOMAIN_LIST);
 		if (store_bind_int(s, 1, tenant_id) < 0)
 			return store_dberr(st, err_r, "listing domains");
 	}
-	rc = store_get_all(st, s, store_row_domain, sizeof **list_r, &list, n_r, "listing domains", err_r);
+	rc = store_get_all(st, s, store_row_domain, sizeof **list_r, &list, n_r, "listing domains",
+	                   err_r);
 	*list_r = list;
 	return rc;
 }
@@ -914,16 +883,13 @@ int store_network_add(struct store *st, int64_t tenant_id, const char *cidr, cha
 
 	if (store_check_cidr(cidr, net, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_NET_ADD);
 	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, net) < 0 ||
-	    store_bind_int(s, 3, util_wall_seconds()) < 0) {
-		store_done(s);
+	    store_bind_int(s, 3, util_wall_seconds()) < 0)
 		return store_dberr(st, err_r, "adding a network");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
+	rc = store_write(s);
 	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
 		s = store_stmt(st, Q_NET_OWNER);
 		if (store_bind_text(s, 1, net) < 0)
@@ -935,7 +901,7 @@ int store_network_add(struct store *st, int64_t tenant_id, const char *cidr, cha
 			store_seterr(err_r, "network '%s' belongs to another tenant", net);
 		else
 			store_seterr(err_r, "network '%s' already exists for tenant '%s'", net,
-				     t.name);
+			             t.name);
 		return STORE_EXISTS;
 	}
 	if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
@@ -956,26 +922,21 @@ int store_network_remove(struct store *st, int64_t tenant_id, const char *cidr, 
 
 	if (store_check_cidr(cidr, net, err, sizeof err) < 0)
 		return store_checkerr(err_r, err);
-	if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+	if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 		return rc;
 	s = store_stmt(st, Q_NET_REMOVE);
-	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, net) < 0) {
-		store_done(s);
+	if (store_bind_int(s, 1, tenant_id) < 0 || store_bind_text(s, 2, net) < 0)
 		return store_dberr(st, err_r, "removing a network");
-	}
-	rc = store_exec_stmt(s);
-	store_done(s);
-	if (rc != SQLITE_DONE)
-		return store_dberr(st, err_r, "removing a network");
-	if (sqlite3_changes(st->db) == 0) {
+	rc = store_change(st, s, "removing a network", err_r);
+	if (rc == 0) {
 		store_seterr(err_r, "network '%s' not found for tenant '%s'", net, t.name);
 		return STORE_NOTFOUND;
 	}
-	return 0;
+	return rc < 0 ? -1 : 0;
 }
 
 int store_network_list(struct store *st, int64_t tenant_id, struct store_network **list_r,
-		  size_t *n_r, char **err_r)
+                       size_t *n_r, char **err_r)
 {
 	struct store_tenant t;
 	sqlite3_stmt *s;
@@ -987,14 +948,14 @@ int store_network_list(struct store *st, int64_t tenant_id, struct store_network
 	if (tenant_id == 0) {
 		s = store_stmt(st, Q_NET_LIST_ALL);
 	} else {
-		if ((rc = store_tenant_of(st, tenant_id, &t, err_r)) != 0)
+		if ((rc = store_tenant_get_id(st, tenant_id, &t, err_r)) != 0)
 			return rc;
 		s = store_stmt(st, Q_NET_LIST);
 		if (store_bind_int(s, 1, tenant_id) < 0)
 			return store_dberr(st, err_r, "listing networks");
 	}
 	rc = store_get_all(st, s, store_row_network, sizeof **list_r, &list, n_r,
-			   "listing networks", err_r);
+	                   "listing networks", err_r);
 	*list_r = list;
 	return rc;
 }

@@ -55,15 +55,15 @@ static void test_verify_malformed(void **state)
 	char truncated[AUTH_HASH_MAX], flipped[AUTH_HASH_MAX], unterminated[AUTH_HASH_MAX + 8];
 	char longpw[AUTH_PASSWORD_MAX + 2], h[AUTH_HASH_MAX];
 	const char *cases[] = {
-		"",
-		"garbage",
-		"$argon2id$",
-		"$argon2id$v=19$m=65536,t=2,p=1$",
-		"$2y$10$abcdefghijklmnopqrstuuKz0l1oXJ3vMg5Zxq8w6Q0Jq3W9e1kS2", /* bcrypt */
-		"$argon2d$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		truncated,
-		flipped,
-		unterminated,
+	    "",
+	    "garbage",
+	    "$argon2id$",
+	    "$argon2id$v=19$m=65536,t=2,p=1$",
+	    "$2y$10$abcdefghijklmnopqrstuuKz0l1oXJ3vMg5Zxq8w6Q0Jq3W9e1kS2", /* bcrypt */
+	    "$argon2d$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+	    truncated,
+	    flipped,
+	    unterminated,
 	};
 
 	(void)state;
@@ -416,8 +416,7 @@ static void test_limiter_user(void **state)
 		assert_int_equal(auth_limiter_check(lim, ip, "alice", t0), AUTH_LIMIT_OK);
 		auth_limiter_fail(lim, ip, "alice", t0 + i);
 	}
-	assert_int_equal(auth_limiter_check(lim, "2001:db8::99", "alice", t0 + 5),
-			 AUTH_LIMIT_USER);
+	assert_int_equal(auth_limiter_check(lim, "2001:db8::99", "alice", t0 + 5), AUTH_LIMIT_USER);
 	assert_int_equal(auth_limiter_check(lim, NULL, "alice", t0 + 5), AUTH_LIMIT_USER);
 	assert_int_equal(auth_limiter_check(lim, "2001:db8::99", "bob", t0 + 5), AUTH_LIMIT_OK);
 	/* user names are exact: another spelling is another user */
@@ -436,8 +435,7 @@ static void test_limiter_user(void **state)
 	assert_int_equal(auth_limiter_check(lim, "192.0.2.9", "carol", t0 + 63), AUTH_LIMIT_OK);
 	auth_limiter_fail(lim, "192.0.2.1", "carol", t0 + 63);
 	assert_int_equal(auth_limiter_check(lim, "192.0.2.9", "carol", t0 + 64), AUTH_LIMIT_USER);
-	assert_int_equal(auth_limiter_check(lim, "192.0.2.9", "carol", t0 + 121),
-			 AUTH_LIMIT_OK);
+	assert_int_equal(auth_limiter_check(lim, "192.0.2.9", "carol", t0 + 121), AUTH_LIMIT_OK);
 	auth_limiter_free(&lim);
 }
 
@@ -498,19 +496,13 @@ static void test_limiter_bounded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hash_verify),
-		cmocka_unit_test(test_verify_malformed),
-		cmocka_unit_test(test_pool_answers),
-		cmocka_unit_test(test_pool_free_pending),
-		cmocka_unit_test(test_pool_limits),
-		cmocka_unit_test(test_cache),
-		cmocka_unit_test(test_cache_disabled),
-		cmocka_unit_test(test_cache_replacement),
-		cmocka_unit_test(test_cache_threads),
-		cmocka_unit_test(test_limiter_ip),
-		cmocka_unit_test(test_limiter_user),
-		cmocka_unit_test(test_limiter_both_and_none),
-		cmocka_unit_test(test_limiter_bounded),
+	    cmocka_unit_test(test_hash_verify),     cmocka_unit_test(test_verify_malformed),
+	    cmocka_unit_test(test_pool_answers),    cmocka_unit_test(test_pool_free_pending),
+	    cmocka_unit_test(test_pool_limits),     cmocka_unit_test(test_cache),
+	    cmocka_unit_test(test_cache_disabled),  cmocka_unit_test(test_cache_replacement),
+	    cmocka_unit_test(test_cache_threads),   cmocka_unit_test(test_limiter_ip),
+	    cmocka_unit_test(test_limiter_user),    cmocka_unit_test(test_limiter_both_and_none),
+	    cmocka_unit_test(test_limiter_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -39,12 +39,16 @@ static int setup(void **state)
 	if (f == NULL)
 		return -1;
 	strcpy(f->dir, "/tmp/sluice-test-store-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
 		return -1;
+	}
 	fixture_paths(f);
 	if (store_open(f->uri, &f->st, &err) != 0) {
 		fprintf(stderr, "store_open: %s\n", err ? err : "?");
 		free(err);
+		rmdir(f->dir);
+		free(f);
 		return -1;
 	}
 	*state = f;
@@ -131,7 +135,7 @@ static void test_open_bad_uri(void **state)
 	assert_null(st);
 	check_err(store_open("sqlite:", &st, &err), -1, &err, "no path");
 	check_err(store_open("sqlite:/nonexistent-dir/x/store.db", &st, &err), -1, &err,
-		  "cannot open");
+	          "cannot open");
 	assert_null(st);
 }
 
@@ -143,8 +147,7 @@ static void test_open_newer_schema(void **state)
 	sqlite3 *db;
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
-			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	check_err(store_open(f->uri, &st, &err), -1, &err, "schema version 99");
 	assert_null(st);
@@ -192,9 +195,9 @@ static void test_tenants(void **state)
 	assert_string_equal(t.name, "zeta");
 
 	check_err(store_tenant_add(f->st, "acme", NULL, &err), STORE_EXISTS, &err,
-		  "tenant 'acme' already exists");
+	          "tenant 'acme' already exists");
 	check_err(store_tenant_get(f->st, "nobody", &t, &err), STORE_NOTFOUND, &err,
-		  "tenant 'nobody' not found");
+	          "tenant 'nobody' not found");
 	check_err(store_tenant_get_id(f->st, 999, &t, &err), STORE_NOTFOUND, &err, "999");
 	/* no err_r: still the right code */
 	assert_int_equal(store_tenant_get(f->st, "nobody", &t, NULL), STORE_NOTFOUND);
@@ -206,7 +209,7 @@ static void test_tenants(void **state)
 	check_err(store_tenant_get(f->st, "acme", &t, &err), 0, &err, NULL);
 	assert_int_equal(t.suspended, 0);
 	check_err(store_tenant_set_suspended(f->st, "nobody", 1, &err), STORE_NOTFOUND, &err,
-		  "not found");
+	          "not found");
 
 	check_err(store_tenant_list(f->st, &list, &n, &err), 0, &err, NULL);
 	assert_int_equal(n, 2);
@@ -233,20 +236,20 @@ static void test_tenant_names(void **state)
 		const char *name;
 		int ok;
 	} cases[] = {
-		{.name = "a", .ok = 1},
-		{.name = "Acme-Corp_2.eu", .ok = 1},
-		{.name = "0123456789012345678901234567890123456789012345678901234567890123",
-		 .ok = 1}, /* 64 */
-		{.name = "01234567890123456789012345678901234567890123456789012345678901234",
-		 .ok = 0}, /* 65 */
-		{.name = "", .ok = 0},
-		{.name = "with space", .ok = 0},
-		{.name = "semi;colon", .ok = 0},
-		{.name = "quote'", .ok = 0},
-		{.name = "slash/", .ok = 0},
-		{.name = "at@sign", .ok = 0},
-		{.name = "caf\xc3\xa9", .ok = 0},
-		{.name = "new\nline", .ok = 0},
+	    {.name = "a", .ok = 1},
+	    {.name = "Acme-Corp_2.eu", .ok = 1},
+	    {.name = "0123456789012345678901234567890123456789012345678901234567890123",
+	     .ok = 1}, /* 64 */
+	    {.name = "01234567890123456789012345678901234567890123456789012345678901234",
+	     .ok = 0}, /* 65 */
+	    {.name = "", .ok = 0},
+	    {.name = "with space", .ok = 0},
+	    {.name = "semi;colon", .ok = 0},
+	    {.name = "quote'", .ok = 0},
+	    {.name = "slash/", .ok = 0},
+	    {.name = "at@sign", .ok = 0},
+	    {.name = "caf\xc3\xa9", .ok = 0},
+	    {.name = "new\nline", .ok = 0},
 	};
 	struct fixture *f = *state;
 	char *err = NULL;
@@ -279,7 +282,7 @@ static void test_credentials(void **state)
 
 	check_err(store_credential_set(f->st, acme, "mailer", HASH_A, &err), 0, &err, NULL);
 	check_err(store_credential_set(f->st, acme, "alice@acme.example", HASH_A, &err), 0, &err,
-		  NULL);
+	          NULL);
 	check_err(store_credential_lookup(f->st, "mailer", &c, &err), 0, &err, NULL);
 	assert_int_equal(c.tenant_id, acme);
 	assert_string_equal(c.username, "mailer");
@@ -296,21 +299,20 @@ static void test_credentials(void **state)
 
 	/* user names are unique across tenants */
 	check_err(store_credential_set(f->st, other, "mailer", HASH_A, &err), STORE_EXISTS, &err,
-		  "user 'mailer' belongs to another tenant");
+	          "user 'mailer' belongs to another tenant");
 	check_err(store_credential_lookup(f->st, "mailer", &c, &err), 0, &err, NULL);
 	assert_string_equal(c.hash, HASH_B);
 	assert_int_equal(c.tenant_id, acme);
 
 	check_err(store_credential_set(f->st, 4242, "x", HASH_A, &err), STORE_NOTFOUND, &err,
-		  "tenant id 4242 not found");
+	          "tenant id 4242 not found");
 	check_err(store_credential_set(f->st, acme, "plain", "hunter2", &err), -1, &err,
-		  "not an argon2 encoded string");
+	          "not an argon2 encoded string");
 	check_err(store_credential_set(f->st, acme, "bad user", HASH_A, &err), -1, &err,
-		  "user name");
+	          "user name");
 	check_err(store_credential_lookup(f->st, "nobody", &c, &err), STORE_NOTFOUND, &err,
-		  "user 'nobody' not found");
-	check_err(store_credential_lookup(f->st, "bad user", &c, &err), STORE_NOTFOUND, &err,
-		  NULL);
+	          "user 'nobody' not found");
+	check_err(store_credential_lookup(f->st, "bad user", &c, &err), STORE_NOTFOUND, &err, NULL);
 
 	/* the tenant's suspension shows on its credentials */
 	check_err(store_tenant_set_suspended(f->st, "acme", 1, &err), 0, &err, NULL);
@@ -325,7 +327,7 @@ static void test_credentials(void **state)
 	assert_int_equal(c.suspended, 1);
 	assert_int_equal(c.tenant_suspended, 0);
 	check_err(store_credential_set_suspended(f->st, "nobody", 1, &err), STORE_NOTFOUND, &err,
-		  "not found");
+	          "not found");
 
 	check_err(store_credential_list(f->st, acme, &list, &n, &err), 0, &err, NULL);
 	assert_int_equal(n, 2);
@@ -336,14 +338,13 @@ static void test_credentials(void **state)
 	assert_int_equal(n, 0);
 	free(list);
 	check_err(store_credential_list(f->st, 4242, &list, &n, &err), STORE_NOTFOUND, &err,
-		  "not found");
+	          "not found");
 	assert_null(list);
 
 	check_err(store_credential_remove(f->st, other, "mailer", &err), STORE_NOTFOUND, &err,
-		  "user 'mailer' not found for tenant 'other'");
+	          "user 'mailer' not found for tenant 'other'");
 	check_err(store_credential_remove(f->st, acme, "mailer", &err), 0, &err, NULL);
-	check_err(store_credential_lookup(f->st, "mailer", &c, &err), STORE_NOTFOUND, &err,
-		  NULL);
+	check_err(store_credential_lookup(f->st, "mailer", &c, &err), STORE_NOTFOUND, &err, NULL);
 	/* now free for another tenant */
 	check_err(store_credential_set(f->st, other, "mailer", HASH_A, &err), 0, &err, NULL);
 }
@@ -375,13 +376,13 @@ static void test_domains(void **state)
 	assert_int_equal(d.verified, 1);
 
 	check_err(store_domain_add(f->st, other, "mail.example.com", 0, &err), STORE_EXISTS, &err,
-		  "domain 'mail.example.com' belongs to another tenant");
+	          "domain 'mail.example.com' belongs to another tenant");
 	check_err(store_domain_add(f->st, acme, "MAIL.example.com", 0, &err), STORE_EXISTS, &err,
-		  "domain 'mail.example.com' already exists for tenant 'acme'");
+	          "domain 'mail.example.com' already exists for tenant 'acme'");
 	check_err(store_domain_add(f->st, 4242, "new.example", 0, &err), STORE_NOTFOUND, &err,
-		  "tenant id 4242 not found");
+	          "tenant id 4242 not found");
 	check_err(store_domain_add(f->st, acme, "bad_domain.example", 0, &err), -1, &err,
-		  "bad_domain.example");
+	          "bad_domain.example");
 
 	check_err(store_domain_set_verified(f->st, "Mail.Example.Com", 1, &err), 0, &err, NULL);
 	check_err(store_domain_get(f->st, "mail.example.com", &d, &err), 0, &err, NULL);
@@ -390,7 +391,7 @@ static void test_domains(void **state)
 	check_err(store_domain_get(f->st, "mail.example.com", &d, &err), 0, &err, NULL);
 	assert_int_equal(d.verified, 0);
 	check_err(store_domain_set_verified(f->st, "none.example", 1, &err), STORE_NOTFOUND, &err,
-		  "domain 'none.example' not found");
+	          "domain 'none.example' not found");
 
 	check_err(store_domain_list(f->st, acme, &list, &n, &err), 0, &err, NULL);
 	assert_int_equal(n, 2);
@@ -406,11 +407,11 @@ static void test_domains(void **state)
 	check_err(store_domain_list(f->st, 4242, &list, &n, &err), STORE_NOTFOUND, &err, NULL);
 
 	/* removal is per tenant */
-	check_err(store_domain_remove(f->st, other, "mail.example.com", &err), STORE_NOTFOUND,
-		  &err, "domain 'mail.example.com' not found for tenant 'other'");
+	check_err(store_domain_remove(f->st, other, "mail.example.com", &err), STORE_NOTFOUND, &err,
+	          "domain 'mail.example.com' not found for tenant 'other'");
 	check_err(store_domain_remove(f->st, acme, "MAIL.EXAMPLE.COM", &err), 0, &err, NULL);
 	check_err(store_domain_get(f->st, "mail.example.com", &d, &err), STORE_NOTFOUND, &err,
-		  "not found");
+	          "not found");
 	check_err(store_domain_add(f->st, other, "mail.example.com", 0, &err), 0, &err, NULL);
 	/* an address-like or invalid sender domain is simply not found */
 	check_err(store_domain_get(f->st, "[192.0.2.1]", &d, &err), STORE_NOTFOUND, &err, NULL);
@@ -420,29 +421,31 @@ static void test_domain_check(void **state)
 {
 	static const struct {
 		const char *in;
-		const char *out;  /* NULL: refused */
-		const char *err;  /* part of the message when refused */
+		const char *out; /* NULL: refused */
+		const char *err; /* part of the message when refused */
 	} cases[] = {
-		{.in = "example.com", .out = "example.com"},
-		{.in = "EXAMPLE.Com", .out = "example.com"},
-		{.in = "example.com.", .out = "example.com"},
-		{.in = "a-b.c-d.example", .out = "a-b.c-d.example"},
-		{.in = "xn--bcher-kva.example", .out = "xn--bcher-kva.example"},
-		{.in = "123.example", .out = "123.example"},
-		{.in = "localhost", .err = "fully qualified"},
-		{.in = "", .err = "empty"},
-		{.in = ".", .err = "empty label"},
-		{.in = "a..example", .err = "empty label"},
-		{.in = ".example.com", .err = "empty label"},
-		{.in = "example.com..", .err = "empty label"},
-		{.in = "-a.example", .err = "starting with '-'"},
-		{.in = "a-.example", .err = "ending in '-'"},
-		{.in = "under_score.example", .err = "character"},
-		{.in = "sp ace.example", .err = "character"},
-		{.in = "b\xc3\xbc" "cher.example", .err = "xn--"},
-		{.in = "192.0.2.1", .err = "all-numeric"},
-		{.in = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example",
-		 .err = "longer than 63"},
+	    {.in = "example.com", .out = "example.com"},
+	    {.in = "EXAMPLE.Com", .out = "example.com"},
+	    {.in = "example.com.", .out = "example.com"},
+	    {.in = "a-b.c-d.example", .out = "a-b.c-d.example"},
+	    {.in = "xn--bcher-kva.example", .out = "xn--bcher-kva.example"},
+	    {.in = "123.example", .out = "123.example"},
+	    {.in = "localhost", .err = "fully qualified"},
+	    {.in = "", .err = "empty"},
+	    {.in = ".", .err = "empty label"},
+	    {.in = "a..example", .err = "empty label"},
+	    {.in = ".example.com", .err = "empty label"},
+	    {.in = "example.com..", .err = "empty label"},
+	    {.in = "-a.example", .err = "starting with '-'"},
+	    {.in = "a-.example", .err = "ending in '-'"},
+	    {.in = "under_score.example", .err = "character"},
+	    {.in = "sp ace.example", .err = "character"},
+	    {.in = "b\xc3\xbc"
+	           "cher.example",
+	     .err = "xn--"},
+	    {.in = "192.0.2.1", .err = "all-numeric"},
+	    {.in = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example",
+	     .err = "longer than 63"},
 	};
 	char out[STORE_DOMAIN_MAX + 1], err[STORE_CHECK_ERR_MAX];
 
@@ -501,37 +504,37 @@ static void test_cidr_check(void **state)
 		const char *out;
 		const char *err;
 	} cases[] = {
-		{.in = "10.0.0.0/8", .out = "10.0.0.0/8"},
-		{.in = "192.0.2.0/24", .out = "192.0.2.0/24"},
-		{.in = "192.0.2.7", .out = "192.0.2.7/32"},
-		{.in = "192.0.2.7/32", .out = "192.0.2.7/32"},
-		{.in = "128.0.0.0/1", .out = "128.0.0.0/1"},
-		{.in = "2001:DB8::/32", .out = "2001:db8::/32"},
-		{.in = "2001:0db8:0000:0000::/64", .out = "2001:db8::/64"},
-		{.in = "2001:db8:0:0:1:0:0:0/96", .out = "2001:db8:0:0:1::/96"},
-		{.in = "2001:db8::1", .out = "2001:db8::1/128"},
-		{.in = "fd00::/8", .out = "fd00::/8"},
-		{.in = "10.0.0.1/8", .err = "host bits set (did you mean 10.0.0.0/8?)"},
-		{.in = "192.0.2.128/25", .out = "192.0.2.128/25"},
-		{.in = "192.0.2.129/25", .err = "did you mean 192.0.2.128/25?"},
-		{.in = "192.0.2.130/25", .err = "did you mean 192.0.2.128/25?"},
-		{.in = "2001:db8::1/32", .err = "did you mean 2001:db8::/32?"},
-		{.in = "10.0.0.0/33", .err = "prefix length (0-32"},
-		{.in = "2001:db8::/129", .err = "prefix length (0-128"},
-		{.in = "10.0.0.0/", .err = "prefix length"},
-		{.in = "10.0.0.0/08", .err = "prefix length"},
-		{.in = "10.0.0.0/+8", .err = "prefix length"},
-		{.in = "10.0.0.0/8x", .err = "prefix length"},
-		{.in = "10.0.0.0/8/8", .err = "prefix length"},
-		{.in = "0.0.0.0/0", .err = "every address"},
-		{.in = "::/0", .err = "every address"},
-		{.in = "10.0.0/8", .err = "not an IPv4 or IPv6 address"},
-		{.in = "010.0.0.0/8", .err = "not an IPv4 or IPv6 address"},
-		{.in = "example.com/8", .err = "not an IPv4 or IPv6 address"},
-		{.in = "fe80::1%eth0/128", .err = "not an IPv4 or IPv6 address"},
-		{.in = "::ffff:10.0.0.0/104", .err = "IPv4-mapped"},
-		{.in = "/8", .err = "no valid address"},
-		{.in = "", .err = "empty"},
+	    {.in = "10.0.0.0/8", .out = "10.0.0.0/8"},
+	    {.in = "192.0.2.0/24", .out = "192.0.2.0/24"},
+	    {.in = "192.0.2.7", .out = "192.0.2.7/32"},
+	    {.in = "192.0.2.7/32", .out = "192.0.2.7/32"},
+	    {.in = "128.0.0.0/1", .out = "128.0.0.0/1"},
+	    {.in = "2001:DB8::/32", .out = "2001:db8::/32"},
+	    {.in = "2001:0db8:0000:0000::/64", .out = "2001:db8::/64"},
+	    {.in = "2001:db8:0:0:1:0:0:0/96", .out = "2001:db8:0:0:1::/96"},
+	    {.in = "2001:db8::1", .out = "2001:db8::1/128"},
+	    {.in = "fd00::/8", .out = "fd00::/8"},
+	    {.in = "10.0.0.1/8", .err = "host bits set (did you mean 10.0.0.0/8?)"},
+	    {.in = "192.0.2.128/25", .out = "192.0.2.128/25"},
+	    {.in = "192.0.2.129/25", .err = "did you mean 192.0.2.128/25?"},
+	    {.in = "192.0.2.130/25", .err = "did you mean 192.0.2.128/25?"},
+	    {.in = "2001:db8::1/32", .err = "did you mean 2001:db8::/32?"},
+	    {.in = "10.0.0.0/33", .err = "prefix length (0-32"},
+	    {.in = "2001:db8::/129", .err = "prefix length (0-128"},
+	    {.in = "10.0.0.0/", .err = "prefix length"},
+	    {.in = "10.0.0.0/08", .err = "prefix length"},
+	    {.in = "10.0.0.0/+8", .err = "prefix length"},
+	    {.in = "10.0.0.0/8x", .err = "prefix length"},
+	    {.in = "10.0.0.0/8/8", .err = "prefix length"},
+	    {.in = "0.0.0.0/0", .err = "every address"},
+	    {.in = "::/0", .err = "every address"},
+	    {.in = "10.0.0/8", .err = "not an IPv4 or IPv6 address"},
+	    {.in = "010.0.0.0/8", .err = "not an IPv4 or IPv6 address"},
+	    {.in = "example.com/8", .err = "not an IPv4 or IPv6 address"},
+	    {.in = "fe80::1%eth0/128", .err = "not an IPv4 or IPv6 address"},
+	    {.in = "::ffff:10.0.0.0/104", .err = "IPv4-mapped"},
+	    {.in = "/8", .err = "no valid address"},
+	    {.in = "", .err = "empty"},
 	};
 	char out[STORE_CIDR_MAX + 1], err[STORE_CHECK_ERR_MAX];
 
@@ -567,13 +570,13 @@ static void test_networks(void **state)
 	check_err(store_network_add(f->st, acme, "2001:DB8:0::/48", &err), 0, &err, NULL);
 	check_err(store_network_add(f->st, other, "192.0.2.9", &err), 0, &err, NULL);
 	check_err(store_network_add(f->st, acme, "10.1.2.3/16", &err), -1, &err,
-		  "host bits set (did you mean 10.1.0.0/16?)");
+	          "host bits set (did you mean 10.1.0.0/16?)");
 	check_err(store_network_add(f->st, other, "10.1.0.0/16", &err), STORE_EXISTS, &err,
-		  "network '10.1.0.0/16' belongs to another tenant");
+	          "network '10.1.0.0/16' belongs to another tenant");
 	check_err(store_network_add(f->st, acme, "2001:db8::/48", &err), STORE_EXISTS, &err,
-		  "network '2001:db8::/48' already exists for tenant 'acme'");
+	          "network '2001:db8::/48' already exists for tenant 'acme'");
 	check_err(store_network_add(f->st, 4242, "10.9.0.0/16", &err), STORE_NOTFOUND, &err,
-		  "tenant id 4242 not found");
+	          "tenant id 4242 not found");
 
 	check_err(store_network_list(f->st, acme, &list, &n, &err), 0, &err, NULL);
 	assert_int_equal(n, 2);
@@ -590,10 +593,10 @@ static void test_networks(void **state)
 	free(list);
 
 	check_err(store_network_remove(f->st, other, "10.1.0.0/16", &err), STORE_NOTFOUND, &err,
-		  "network '10.1.0.0/16' not found for tenant 'other'");
+	          "network '10.1.0.0/16' not found for tenant 'other'");
 	check_err(store_network_remove(f->st, acme, "2001:0db8:0000::/48", &err), 0, &err, NULL);
 	check_err(store_network_remove(f->st, acme, "2001:db8::/48", &err), STORE_NOTFOUND, &err,
-		  NULL);
+	          NULL);
 	check_err(store_network_list(f->st, acme, &list, &n, &err), 0, &err, NULL);
 	assert_int_equal(n, 1);
 	free(list);
@@ -714,22 +717,22 @@ static void test_concurrent_writers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_mode_and_pragmas, setup, teardown),
-		cmocka_unit_test(test_open_bad_uri),
-		cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tenant_list_empty, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tenant_names, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
-		cmocka_unit_test(test_domain_check),
-		cmocka_unit_test(test_domain_lengths),
-		cmocka_unit_test(test_cidr_check),
-		cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_mode_and_pragmas, setup, teardown),
+	    cmocka_unit_test(test_open_bad_uri),
+	    cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tenant_list_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tenant_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+	    cmocka_unit_test(test_domain_check),
+	    cmocka_unit_test(test_domain_lengths),
+	    cmocka_unit_test(test_cidr_check),
+	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
 
 	/* A permissive umask: the store must still create its file 0600. */

@@ -9,6 +9,8 @@
  * at pool start, so the reply time does not tell which users exist.
  * Memory: each running job holds argon2's 64 MiB, so nthreads bounds it;
  * the queue is bounded too (AUTH_POOL_QUEUE_MAX).
+ *
+ * auth_pool_free joins the workers: never call it from a callback.
  */
 #include "auth/auth.h"
 #include "util/util.h"

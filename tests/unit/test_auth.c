@@ -180,6 +180,49 @@ static void test_pool_answers(void **state)
 	auth_pool_free(&pool);
 }
 
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds for one job through the pool, waited for. */
+static double time_one(struct auth_pool *pool, const char *hash, const char *password)
+{
+	struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1};
+	struct job_ctx j = {.w = &w, .ok = -1};
+	double t = now_seconds();
+
+	assert_int_equal(auth_pool_submit(pool, hash, password, job_done, &j), 0);
+	if (wait_all(&w, 60) != 0)
+		fail_msg("pool did not answer within 60 s");
+	assert_int_equal(j.ok, 0);
+	return now_seconds() - t;
+}
+
+/* An unknown user costs a full argon2id too.  Loose bound (the best of
+ * three runs, a factor of three) so a busy machine does not fail it; a
+ * shortcut would be thousands of times faster. */
+static void test_pool_unknown_user_timing(void **state)
+{
+	struct auth_pool *pool = NULL;
+	double known = 1e9, unknown = 1e9, t;
+
+	(void)state;
+	assert_int_equal(auth_pool_new(1, &pool), 0);
+	for (int i = 0; i < 3; i++) {
+		t = time_one(pool, good_hash, "wrong");
+		known = t < known ? t : known;
+		t = time_one(pool, NULL, "wrong");
+		unknown = t < unknown ? t : unknown;
+	}
+	if (unknown * 3 < known)
+		fail_msg("unknown user %.4f s, known user %.4f s", unknown, known);
+	auth_pool_free(&pool);
+}
+
 /* Free with jobs still queued: each is answered exactly once, the
  * queued ones with 0. */
 static void test_pool_free_pending(void **state)
@@ -495,15 +538,24 @@ static void test_limiter_bounded(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hash_verify),     cmocka_unit_test(test_verify_malformed),
-	    cmocka_unit_test(test_pool_answers),    cmocka_unit_test(test_pool_free_pending),
-	    cmocka_unit_test(test_pool_limits),     cmocka_unit_test(test_cache),
-	    cmocka_unit_test(test_cache_disabled),  cmocka_unit_test(test_cache_replacement),
-	    cmocka_unit_test(test_cache_threads),   cmocka_unit_test(test_limiter_ip),
-	    cmocka_unit_test(test_limiter_user),    cmocka_unit_test(test_limiter_both_and_none),
-	    cmocka_unit_test(test_limiter_bounded),
+		cmocka_unit_test(test_hash_verify),
+		cmocka_unit_test(test_verify_malformed),
+		cmocka_unit_test(test_pool_answers),
+		cmocka_unit_test(test_pool_unknown_user_timing),
+		cmocka_unit_test(test_pool_free_pending),
+		cmocka_unit_test(test_pool_limits),
+		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_disabled),
+		cmocka_unit_test(test_cache_replacement),
+		cmocka_unit_test(test_cache_threads),
+		cmocka_unit_test(test_limiter_ip),
+		cmocka_unit_test(test_limiter_user),
+		cmocka_unit_test(test_limiter_both_and_none),
+		cmocka_unit_test(test_limiter_bounded),
 	};
+	/* clang-format on */
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -263,7 +263,7 @@ static void test_tenant_names(void **state)
 			check_err(rc, -1, &err, "tenant name");
 		}
 	}
-	/* a NUL-free name never makes it into a message unescaped */
+	/* a control character shows as '?' in the message */
 	check_err(store_tenant_add(f->st, "bad\x01name", NULL, &err), -1, &err, "bad?name");
 }
 
@@ -716,24 +716,26 @@ static void test_concurrent_writers(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_open_mode_and_pragmas, setup, teardown),
-	    cmocka_unit_test(test_open_bad_uri),
-	    cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_tenant_list_empty, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_tenant_names, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
-	    cmocka_unit_test(test_domain_check),
-	    cmocka_unit_test(test_domain_lengths),
-	    cmocka_unit_test(test_cidr_check),
-	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_mode_and_pragmas, setup, teardown),
+		cmocka_unit_test(test_open_bad_uri),
+		cmocka_unit_test_setup_teardown(test_open_newer_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_not_a_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenant_list_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tenant_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+		cmocka_unit_test(test_domain_check),
+		cmocka_unit_test(test_domain_lengths),
+		cmocka_unit_test(test_cidr_check),
+		cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reopen_persists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
+	/* clang-format on */
 
 	/* A permissive umask: the store must still create its file 0600. */
 	umask(022);

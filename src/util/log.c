@@ -25,6 +25,8 @@ void log_init(const char *ident, int use_syslog, enum log_level min_level)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+static void log_emit(enum log_level level, const char *fmt, va_list ap) UTIL_PRINTF(2, 0);
+
 static void log_emit(enum log_level level, const char *fmt, va_list ap)
 {
 	static const char *names[] = {"debug", "info", "warn", "err"};

@@ -108,7 +108,7 @@ static const char *server_default_enhanced(int code)
 static void server_vreply(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
 			  va_list ap)
 {
-	char line[SMTP_REPLY_LINE_MAX];
+	char line[SMTP_REPLY_LINE_MAX + 1]; /* + vsnprintf's NUL, replaced by CR */
 	int n, m;
 	size_t room;
 

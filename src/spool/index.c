@@ -312,6 +312,14 @@ int spool_index_apply(struct spool_index *idx, const struct spool_record *rec, u
 	return 0;
 }
 
+void spool_index_mark_final(struct spool_index *idx, const char *id)
+{
+	struct spool_entry *e = spool_index_find(idx, id);
+
+	if (e)
+		make_final(idx, e);
+}
+
 static void entry_unlink(struct spool_index *idx, struct spool_entry *e)
 {
 	struct spool_entry **pp = &idx->buckets[key_hash(e->key, idx->nbuckets)];

@@ -65,6 +65,7 @@ static void spool_destroy(struct spool *s)
 {
 	spool_index_free(&s->idx);
 	buf_free(&s->wbuf);
+	buf_free(&s->tombs);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	if (s->lockfd >= 0)

@@ -11,12 +11,21 @@
 #define SLUICE_SPOOL_INT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "spool/record.h"
 #include "spool/spool.h"
 #include "util/util.h"
 
 #define SPOOL_BATCH_DEFAULT 256
+#define SPOOL_BATCH_BYTES (32u * 1024 * 1024) /* a batch stops growing past this */
+
+/* The calls whose failure the writer must survive; tests replace them
+ * (spool_set_io_hooks) to fail on demand.  NULL members: the real call. */
+struct spool_io_hooks {
+	int (*fdatasync)(int fd);
+	int (*ftruncate)(int fd, off_t len);
+};
 
 /* One segment file.  A segment can go once no message in it is pending
  * (live == 0) and no message whose MSG record is in an older, still
@@ -83,11 +92,16 @@ struct spool {
 	struct spool_stats stats;
 	uint64_t last_id, id_base;
 	uint64_t seg_seq; /* active segment, 0 = none */
+	struct spool_io_hooks io;
 
 	/* writer only */
 	int seg_fd;
 	uint64_t seg_size, next_seq;
 	struct buf wbuf;
+	/* DELETE records for messages of failed batches that may be on disk
+	 * anyway (their segment was abandoned): written ahead of the next
+	 * batch so a restart cannot bring them back. */
+	struct buf tombs;
 };
 
 /* index.c */
@@ -105,6 +119,8 @@ int spool_index_apply(struct spool_index *idx, const struct spool_record *rec, u
  * an order safe to unlink in.  *seqs_r (free()) gets their numbers.
  * Returns the count; 0 also when out of memory (nothing dropped). */
 size_t spool_index_collect(struct spool_index *idx, uint64_t active, uint64_t **seqs_r);
+/* Mark a message final (it is known but must never be delivered). */
+void spool_index_mark_final(struct spool_index *idx, const char *id);
 /* Copy an entry's metadata (no data) into m; -1 ENOMEM. */
 int spool_entry_export(const struct spool_entry *e, struct spool_message *m);
 
@@ -113,6 +129,7 @@ int spool_recover(struct spool *s, char **err_r);
 void spool_segment_name(uint64_t seq, char name_r[32]);
 
 /* writer.c */
+void spool_set_io_hooks(struct spool *s, const struct spool_io_hooks *hooks); /* tests */
 void *spool_writer_main(void *arg);
 /* unlink segments (in order) and fsync the folder after each. */
 void spool_unlink_segments(struct spool *s, const uint64_t *seqs, size_t n);

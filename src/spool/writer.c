@@ -109,76 +109,127 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Write s->wbuf as one batch.  0 with *off_r where it starts, or -errno. */
-static int commit(struct spool *s, uint64_t *off_r)
+static int do_fdatasync(struct spool *s, int fd)
+{
+	return s->io.fdatasync ? s->io.fdatasync(fd) : fdatasync(fd);
+}
+
+static int do_ftruncate(struct spool *s, int fd, uint64_t len)
+{
+	return s->io.ftruncate ? s->io.ftruncate(fd, (off_t)len) : ftruncate(fd, (off_t)len);
+}
+
+void spool_set_io_hooks(struct spool *s, const struct spool_io_hooks *hooks)
+{
+	pthread_mutex_lock(&s->mu);
+	s->io = *hooks;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Write s->wbuf as one batch at *off_r.  0 or -errno.  When the segment
+ * had to be abandoned, *abandoned_r is its number (the batch may be in it
+ * despite the error), else 0. */
+static int commit(struct spool *s, uint64_t *off_r, uint64_t *abandoned_r)
 {
 	uint64_t off0;
 	int err;
 
+	*abandoned_r = 0;
 	if (s->seg_fd >= 0 && s->seg_size > 0 && s->seg_size + s->wbuf.len > s->segment_max)
 		segment_close(s, NULL); /* roll; it was synced with its last batch */
 	if (s->seg_fd < 0 && (err = segment_create(s)) < 0)
 		return err;
-	off0 = s->seg_size;
+	*off_r = off0 = s->seg_size;
 	err = pwrite_all(s->seg_fd, s->wbuf.data, s->wbuf.len, off0);
 	if (err == 0) {
 		pthread_mutex_lock(&s->mu);
 		s->stats.fsyncs++;
 		pthread_mutex_unlock(&s->mu);
-		if (fdatasync(s->seg_fd) == 0) {
+		if (do_fdatasync(s, s->seg_fd) == 0) {
 			s->seg_size += s->wbuf.len;
-			*off_r = off0;
 			return 0;
 		}
 		err = -errno;
 		/* Best effort to drop the batch; the segment is done either way. */
-		if (ftruncate(s->seg_fd, (off_t)off0) == 0)
-			(void)fdatasync(s->seg_fd);
+		if (do_ftruncate(s, s->seg_fd, off0) == 0)
+			(void)do_fdatasync(s, s->seg_fd);
+		*abandoned_r = s->seg_seq;
 		segment_close(s, "fdatasync-failed");
 		return err;
 	}
-	if (ftruncate(s->seg_fd, (off_t)off0) < 0 || fdatasync(s->seg_fd) < 0)
+	if (do_ftruncate(s, s->seg_fd, off0) < 0 || do_fdatasync(s, s->seg_fd) < 0) {
+		*abandoned_r = s->seg_seq;
 		segment_close(s, "truncate-failed");
+	}
 	return err;
 }
 
-static void apply_batch(struct spool *s, struct spool_op *batch, uint64_t off)
+/* Apply every record of buf[0..len), found at (seg, off), to the index. */
+static void apply_records(struct spool *s, const char *p, size_t len, uint64_t seg, uint64_t off)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		struct spool_record rec;
+		const char *reason = NULL;
+		size_t used;
+
+		if (spool_record_parse(p + pos, len - pos, &rec, &used, &reason) != 1) {
+			log_panic("spool index-failed offset=%" PRIu64 " reason=%s", off + pos,
+				  reason ? reason : "incomplete");
+		}
+		if (spool_index_apply(&s->idx, &rec, seg, off + pos, used) < 0)
+			/* durable, so the next start will see it */
+			log_err("spool index-failed id=%s reason=out-of-memory", rec.id);
+		pos += used;
+	}
+}
+
+/* A failed batch whose segment was abandoned: its messages were refused,
+ * but they may be on disk.  Index them as final (so the segment stays
+ * accounted for) and queue DELETE records for them. */
+static void bury(struct spool *s, struct spool_op *batch, uint64_t seg, uint64_t off)
 {
 	for (struct spool_op *op = batch; op; op = op->next) {
 		struct spool_record rec;
-		const char *reason = NULL;
-		size_t len;
+		const char *reason;
+		size_t used;
 
-		if (spool_record_parse(op->rec.data, op->rec.len, &rec, &len, &reason) != 1 ||
-		    spool_index_apply(&s->idx, &rec, s->seg_seq, off, len) < 0)
-			/* durable, so the next start will see it */
-			log_err("spool index-failed id=%s reason=%s", op->id,
-				reason ? reason : "out-of-memory");
+		if (op->is_msg &&
+		    spool_record_parse(op->rec.data, op->rec.len, &rec, &used, &reason) == 1) {
+			if (spool_index_apply(&s->idx, &rec, seg, off, used) == 0)
+				spool_index_mark_final(&s->idx, op->id);
+			if (spool_record_encode_delete(&s->tombs, op->id) < 0)
+				log_err("spool tombstone-failed id=%s error=out-of-memory", op->id);
+		}
 		off += op->rec.len;
-		s->stats.records++;
-		s->stats.messages += op->is_msg != 0;
 	}
-	s->stats.bytes += s->wbuf.len;
 }
 
 void *spool_writer_main(void *arg)
 {
 	struct spool *s = arg;
+	int exiting = 0;
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		struct spool_op *batch, **tail, *op, *next;
-		uint64_t *dead = NULL, off = 0;
-		size_t n = 0, ndead = 0;
+		uint64_t *dead = NULL, off = 0, abandoned = 0;
+		size_t n = 0, ndead = 0, bytes = 0, ntombs;
 		int status;
 
 		while (s->qhead == NULL && !s->closing)
 			pthread_cond_wait(&s->work_cv, &s->mu);
-		if (s->qhead == NULL)
-			break;
+		if (s->qhead == NULL) {
+			/* Last chance to write tombstones left by a failure. */
+			if (s->tombs.len == 0 || exiting)
+				break;
+			exiting = 1;
+		}
 		batch = s->qhead;
 		tail = &s->qhead;
-		while (*tail && n < s->batch_max) {
+		while (*tail && n < s->batch_max && bytes < SPOOL_BATCH_BYTES) {
+			bytes += (*tail)->rec.len;
 			tail = &(*tail)->next;
 			n++;
 		}
@@ -190,22 +241,30 @@ void *spool_writer_main(void *arg)
 		pthread_mutex_unlock(&s->mu);
 
 		buf_reset(&s->wbuf);
-		status = 0;
+		ntombs = s->tombs.len;
+		status = buf_append(&s->wbuf, s->tombs.data, s->tombs.len) < 0 ? -ENOMEM : 0;
 		for (op = batch; op && status == 0; op = op->next)
 			if (buf_append(&s->wbuf, op->rec.data, op->rec.len) < 0)
 				status = -ENOMEM;
 		if (status == 0)
-			status = commit(s, &off);
+			status = commit(s, &off, &abandoned);
 		if (status < 0)
 			log_err("spool commit-failed records=%zu bytes=%zu error=%s", n, s->wbuf.len,
 				strerror(-status));
 
 		pthread_mutex_lock(&s->mu);
 		if (status == 0) {
-			apply_batch(s, batch, off);
+			apply_records(s, s->wbuf.data, s->wbuf.len, s->seg_seq, off);
+			s->stats.records += n;
+			for (op = batch; op; op = op->next)
+				s->stats.messages += op->is_msg != 0;
+			s->stats.bytes += s->wbuf.len;
+			buf_consume(&s->tombs, ntombs);
 			ndead = spool_index_collect(&s->idx, s->seg_seq, &dead);
 		} else {
 			s->stats.failed += n;
+			if (abandoned)
+				bury(s, batch, abandoned, off + ntombs);
 		}
 		pthread_mutex_unlock(&s->mu);
 
@@ -222,6 +281,8 @@ void *spool_writer_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (s->tombs.len)
+		log_err("spool tombstones-unwritten bytes=%zu", s->tombs.len);
 	if (s->seg_fd >= 0) {
 		close(s->seg_fd);
 		s->seg_fd = -1;

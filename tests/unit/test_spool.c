@@ -30,6 +30,7 @@
 
 #include "spool/record.h"
 #include "spool/spool.h"
+#include "spool/spool_int.h" /* spool_set_io_hooks() */
 #include "util/util.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -1036,6 +1037,67 @@ static void test_enospc(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+static int fail_eio(int fd)
+{
+	errno = EIO;
+	return -1;
+}
+
+static int fail_truncate(int fd, off_t len)
+{
+	errno = EIO;
+	return -1;
+}
+
+/* fdatasync fails and the batch cannot be cut away: the segment is
+ * abandoned with the refused message complete in it; a DELETE written
+ * ahead of the next batch keeps it from coming back at restart. */
+static void test_sync_failure(void **state)
+{
+	static const struct spool_io_hooks failing = {fail_eio, fail_truncate}, real = {0};
+	char *dir = tmpdir_new(), a[17], b[17], c[17], first[64], *path;
+	struct spool *s = open_ok(dir, 0);
+	struct spool_message m;
+	struct spool_stats st;
+	size_t offs[4], size;
+
+	assert_int_equal(submit_new(s, 300, a), 0);
+	segments(dir, first);
+	spool_set_io_hooks(s, &failing);
+	assert_int_equal(submit_new(s, 300, b), -EIO);
+	spool_set_io_hooks(s, &real);
+	assert_int_equal(spool_count(s), 1);
+	assert_int_equal(spool_load(s, b, &m), 1);
+	assert_int_equal(submit_new(s, 300, c), 0);
+	spool_stats(s, &st);
+	assert_int_equal(st.segments_created, 2);
+	assert_int_equal(st.failed, 1);
+	spool_close(&s);
+	/* b really is in the abandoned segment */
+	path = path_join(dir, first);
+	assert_int_equal(record_offsets(path, offs, 4, &size), 2);
+	free(path);
+
+	s = open_ok(dir, 0);
+	assert_int_equal(spool_count(s), 2);
+	check_loaded(s, a, 300);
+	check_loaded(s, c, 300);
+	assert_int_equal(spool_load(s, b, &m), 1);
+	assert_int_equal(spool_delete(s, a), 0);
+	spool_close(&s);
+	assert_int_equal(segments(dir, NULL), 2); /* the first went with a; c and the DELETE stay */
+	s = open_ok(dir, 0);
+	assert_int_equal(spool_count(s), 1);
+	check_loaded(s, c, 300);
+	assert_int_equal(spool_delete(s, c), 0);
+	spool_close(&s);
+	s = open_ok(dir, 0);
+	assert_int_equal(spool_count(s), 0);
+	spool_close(&s);
+	assert_int_equal(segments(dir, NULL), 0);
+	tmpdir_free(dir);
+}
+
 /* ---- kill -9 ------------------------------------------------------------ */
 
 #define CRASH_INFLIGHT 32
@@ -1160,6 +1222,7 @@ int main(void)
 		cmocka_unit_test(test_lock_readonly),
 		cmocka_unit_test(test_write_failure),
 		cmocka_unit_test(test_enospc),
+		cmocka_unit_test(test_sync_failure),
 		cmocka_unit_test(test_crash),
 	};
 

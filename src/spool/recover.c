@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCAN_CHUNK (64u * 1024)
+#define SCAN_CHUNK ((size_t)64 * 1024)
 
 struct scan {
 	struct spool *s;

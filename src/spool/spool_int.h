@@ -18,7 +18,7 @@
 #include "util/util.h"
 
 #define SPOOL_BATCH_DEFAULT 256
-#define SPOOL_BATCH_BYTES (32u * 1024 * 1024) /* a batch stops growing past this */
+#define SPOOL_BATCH_BYTES ((size_t)32 * 1024 * 1024) /* a batch stops growing past this */
 
 /* The calls whose failure the writer must survive; tests replace them
  * (spool_set_io_hooks) to fail on demand.  NULL members: the real call. */

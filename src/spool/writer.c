@@ -274,7 +274,7 @@ void *spool_writer_main(void *arg)
 			buf_free(&op->rec);
 			free(op);
 		}
-		if (s->wbuf.cap > 4u * 1024 * 1024)
+		if (s->wbuf.cap > (size_t)4 * 1024 * 1024)
 			buf_free(&s->wbuf); /* do not keep a big batch's memory */
 		spool_unlink_segments(s, dead, ndead);
 		free(dead);

@@ -1,0 +1,108 @@
+/*
+ * The sluice CLI's internals, shared by sluice.c (main, argument dispatch,
+ * common helpers), cli_tenant.c (tenant, domain, network) and cli_queue.c
+ * (queue).  Not a module interface: nothing outside src/cmd includes it.
+ *
+ * Contract of a command: it gets a struct cli whose configuration is
+ * loaded and whose positional arguments were counted against the
+ * command's table entry; it returns an exit code (CLI_EXIT_*) after
+ * printing any error itself ("sluice: what went wrong" on stderr).
+ */
+#ifndef SLUICE_CLI_H
+#define SLUICE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "auth/auth.h"
+#include "store/store.h"
+#include "util/config.h"
+#include "util/util.h"
+
+enum cli_exit {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_ERROR = 1, /* not found, exists, store or spool error */
+	CLI_EXIT_USAGE = 2, /* unknown command or option, missing argument */
+};
+
+enum cli_flag {
+	CLI_FLAG_JSON = 1 << 0,
+	CLI_FLAG_PASSWORD_STDIN = 1 << 1,
+	CLI_FLAG_VERIFIED = 1 << 2,
+	CLI_FLAG_RAW = 1 << 3,
+};
+
+#define CLI_MAX_ARGS 2
+#define CLI_PASSWORD_LEN 20 /* generated passwords */
+#define CLI_TIME_MAX 32     /* "2026-11-23T19:30:00Z" and its NUL */
+
+struct cli {
+	const char *config_path; /* -c FILE; NULL: the embedded defaults */
+	struct sluice_config cfg;
+	int state_ready;         /* cli_state_prepare() ran */
+	struct store *store;     /* opened by cli_store() */
+	unsigned flags;          /* enum cli_flag given on the command line */
+	const char *args[CLI_MAX_ARGS];
+	size_t nargs;
+};
+
+/* ---- sluice.c: helpers every command uses ------------------------------- */
+
+/* "sluice: TEXT" on stderr; returns CLI_EXIT_ERROR. */
+int cli_error(const char *fmt, ...) UTIL_PRINTF(1, 2);
+/* Print a store error (and free it) for store return code rc, returns
+ * CLI_EXIT_ERROR; what words it when the store left no text. */
+int cli_store_error(int rc, char **err, const char *what);
+/* Copy s for a message: non-printable bytes become '?', long input is
+ * cut with "...".  Returns out. */
+const char *cli_safe(const char *s, char *out, size_t size);
+
+/* Before touching the store or the spool: as root, become the owner of the
+ * store's folder (the daemon's user); for the embedded defaults, create
+ * ./var when missing.  Idempotent.  0 ok, -1 printed. */
+int cli_state_prepare(struct cli *cli);
+/* The store, opened on first use.  NULL after printing the error. */
+struct store *cli_store(struct cli *cli);
+/* Look up a tenant by name; prints "tenant 'x' not found" etc.
+ * Returns 0 or CLI_EXIT_ERROR. */
+int cli_tenant_find(struct cli *cli, const char *name, struct store_tenant *t_r);
+
+/* Unix seconds as "YYYY-MM-DDTHH:MM:SSZ". */
+void cli_time_iso(int64_t t, char out[CLI_TIME_MAX]);
+/* Print v (sorted keys, two-space indent) and a newline, then drop the
+ * reference.  NULL v (a failed allocation) is an error.  Exit code. */
+int cli_json_print(json_t *v);
+/* json_string() that never fails on bad UTF-8: such bytes become U+FFFD. */
+json_t *cli_json_string(const char *s);
+
+/* The password for tenant add / passwd: one line of standard input with
+ * --password-stdin (1 .. AUTH_PASSWORD_MAX bytes, no NUL or line breaks
+ * inside), or else a random one (*generated_r = 1) the caller prints once.
+ * out has AUTH_PASSWORD_MAX + 1 bytes; wipe it after use.  0 or exit code. */
+int cli_password(struct cli *cli, char out[AUTH_PASSWORD_MAX + 1], int *generated_r);
+
+/* ---- commands ------------------------------------------------------------- */
+
+int cli_tenant_add(struct cli *cli);
+int cli_tenant_list(struct cli *cli);
+int cli_tenant_show(struct cli *cli);
+int cli_tenant_suspend(struct cli *cli);
+int cli_tenant_resume(struct cli *cli);
+int cli_tenant_passwd(struct cli *cli);
+
+int cli_domain_add(struct cli *cli);
+int cli_domain_verify(struct cli *cli);
+int cli_domain_list(struct cli *cli);
+int cli_domain_remove(struct cli *cli);
+
+int cli_network_add(struct cli *cli);
+int cli_network_list(struct cli *cli);
+int cli_network_remove(struct cli *cli);
+
+int cli_queue_list(struct cli *cli);
+int cli_queue_show(struct cli *cli);
+int cli_queue_delete(struct cli *cli);
+
+#endif

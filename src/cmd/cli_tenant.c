@@ -20,35 +20,46 @@ static const char *cli_status(int suspended)
 
 /* ---- tenant -------------------------------------------------------------------- */
 
-/* Hash the password and store it as NAME's login of tenant t. */
-static int cli_set_password(struct cli *cli, const struct store_tenant *t, const char *verb)
+/* The password of a login (from stdin or generated), hashed.  Read before
+ * any change to the store, so a bad password changes nothing.  0 or an
+ * exit code; wipe password and hash after use. */
+static int cli_new_password(struct cli *cli, char password[AUTH_PASSWORD_MAX + 1],
+			    char hash[AUTH_HASH_MAX], int *generated_r)
 {
-	char password[AUTH_PASSWORD_MAX + 1], hash[AUTH_HASH_MAX];
-	char *err = NULL;
-	int generated, rc;
+	int rc;
 
-	if ((rc = cli_password(cli, password, &generated)) != 0)
+	if (auth_init() < 0)
+		return cli_error("libsodium initialisation failed");
+	if ((rc = cli_password(cli, password, generated_r)) != 0)
 		return rc;
 	if (auth_hash_password(password, hash) < 0) {
-		util_wipe(password, sizeof password);
+		util_wipe(password, AUTH_PASSWORD_MAX + 1);
 		return cli_error("hashing the password failed (out of memory?)");
 	}
+	return 0;
+}
+
+/* Store hash as the login t->name of tenant t; print the outcome, and
+ * the password when it was generated (the only time anyone sees it). */
+static int cli_set_password(struct cli *cli, const struct store_tenant *t, const char *password,
+			    const char *hash, int generated, const char *verb)
+{
+	char *err = NULL;
+	int rc;
+
 	rc = store_credential_set(cli->store, t->id, t->name, hash, &err);
-	util_wipe(hash, sizeof hash);
-	if (rc != 0) {
-		util_wipe(password, sizeof password);
+	if (rc != 0)
 		return cli_store_error(rc, &err, "setting the password");
-	}
 	printf("tenant '%s' %s\n", t->name, verb);
 	if (generated)
 		printf("  user:      %s\n"
 		       "  password:  %s   (shown once; set another with: sluice tenant passwd %s)\n",
 		       t->name, password, t->name);
-	util_wipe(password, sizeof password);
 	return CLI_EXIT_OK;
 }
 
-int cli_tenant_add(struct cli *cli)
+static int cli_tenant_add_hashed(struct cli *cli, const char *password, const char *hash,
+				 int generated)
 {
 	const char *name = cli->args[0];
 	struct store_credential cred;
@@ -57,8 +68,6 @@ int cli_tenant_add(struct cli *cli)
 	char *err = NULL;
 	int rc;
 
-	if (auth_init() < 0)
-		return cli_error("libsodium initialisation failed");
 	if ((st = cli_store(cli)) == NULL)
 		return CLI_EXIT_ERROR;
 	/* Refuse a login name another tenant holds before making the tenant:
@@ -76,24 +85,39 @@ int cli_tenant_add(struct cli *cli)
 	}
 	if (rc < 0)
 		return cli_store_error(rc, &err, "looking up the user");
-	rc = store_tenant_add(st, name, &t.id, &err);
-	if (rc != 0)
+	if ((rc = store_tenant_add(st, name, &t.id, &err)) != 0)
 		return cli_store_error(rc, &err, "adding the tenant");
 	if ((rc = store_tenant_get_id(st, t.id, &t, &err)) != 0)
 		return cli_store_error(rc, &err, "reading the tenant");
-	return cli_set_password(cli, &t, "added");
+	return cli_set_password(cli, &t, password, hash, generated, "added");
+}
+
+int cli_tenant_add(struct cli *cli)
+{
+	char password[AUTH_PASSWORD_MAX + 1], hash[AUTH_HASH_MAX];
+	int generated, rc;
+
+	if ((rc = cli_new_password(cli, password, hash, &generated)) != 0)
+		return rc;
+	rc = cli_tenant_add_hashed(cli, password, hash, generated);
+	util_wipe(password, sizeof password);
+	util_wipe(hash, sizeof hash);
+	return rc;
 }
 
 int cli_tenant_passwd(struct cli *cli)
 {
+	char password[AUTH_PASSWORD_MAX + 1], hash[AUTH_HASH_MAX];
 	struct store_tenant t;
-	int rc;
+	int generated, rc;
 
-	if (auth_init() < 0)
-		return cli_error("libsodium initialisation failed");
-	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0)
+	if ((rc = cli_new_password(cli, password, hash, &generated)) != 0)
 		return rc;
-	return cli_set_password(cli, &t, "password changed");
+	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) == 0)
+		rc = cli_set_password(cli, &t, password, hash, generated, "password changed");
+	util_wipe(password, sizeof password);
+	util_wipe(hash, sizeof hash);
+	return rc;
 }
 
 static json_t *cli_tenant_json(const struct store_tenant *t)
@@ -386,19 +410,62 @@ int cli_domain_remove(struct cli *cli)
 
 /* ---- network ---------------------------------------------------------------------- */
 
-int cli_network_add(struct cli *cli)
+/* The store canonicalises a CIDR ("10.1.2.3" -> "10.1.2.3/32") without
+ * handing the form back; the one network in one list and not the other
+ * names it.  NULL when the lists do not tell (changed meanwhile). */
+static const char *cli_network_diff(const struct store_network *a, size_t na,
+				    const struct store_network *b, size_t nb)
 {
+	for (size_t i = 0; i < na; i++) {
+		size_t j = 0;
+		while (j < nb && strcmp(a[i].cidr, b[j].cidr) != 0)
+			j++;
+		if (j == nb)
+			return a[i].cidr;
+	}
+	return NULL;
+}
+
+/* add or remove; names the network in its canonical form. */
+static int cli_network_change(struct cli *cli, int add)
+{
+	struct store_network *before = NULL, *after = NULL;
+	size_t nbefore = 0, nafter = 0;
+	const char *cidr = NULL;
 	struct store_tenant t;
 	char *err = NULL;
-	int rc;
+	int rc, listed;
 
 	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0)
 		return rc;
-	if ((rc = store_network_add(cli->store, t.id, cli->args[1], &err)) != 0)
-		return cli_store_error(rc, &err, "adding the network");
-	printf("network '%s' added to tenant '%s': it may relay on port 25 without AUTH\n",
-	       cli->args[1], t.name);
+	listed = store_network_list(cli->store, t.id, &before, &nbefore, &err) == 0;
+	free(err);
+	err = NULL;
+	rc = add ? store_network_add(cli->store, t.id, cli->args[1], &err)
+		 : store_network_remove(cli->store, t.id, cli->args[1], &err);
+	if (rc != 0) {
+		free(before);
+		return cli_store_error(rc, &err, add ? "adding the network" : "removing the network");
+	}
+	if (listed && store_network_list(cli->store, t.id, &after, &nafter, &err) == 0)
+		cidr = add ? cli_network_diff(after, nafter, before, nbefore)
+			   : cli_network_diff(before, nbefore, after, nafter);
+	free(err);
+	if (cidr == NULL)
+		cidr = cli->args[1];
+	if (add)
+		printf("network '%s' added to tenant '%s': it may relay on port 25 without AUTH\n",
+		       cidr, t.name);
+	else
+		printf("network '%s' removed from tenant '%s'\n", cidr, t.name);
+	free(before);
+	free(after);
 	return CLI_EXIT_OK;
+}
+
+int cli_network_add(struct cli *cli)
+{
+	return cli_network_change(cli, 1);
 }
 
 int cli_network_list(struct cli *cli)
@@ -439,14 +506,5 @@ int cli_network_list(struct cli *cli)
 
 int cli_network_remove(struct cli *cli)
 {
-	struct store_tenant t;
-	char *err = NULL;
-	int rc;
-
-	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0)
-		return rc;
-	if ((rc = store_network_remove(cli->store, t.id, cli->args[1], &err)) != 0)
-		return cli_store_error(rc, &err, "removing the network");
-	printf("network '%s' removed from tenant '%s'\n", cli->args[1], t.name);
-	return CLI_EXIT_OK;
+	return cli_network_change(cli, 0);
 }

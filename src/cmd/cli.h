@@ -60,8 +60,9 @@ int cli_store_error(int rc, char **err, const char *what);
 const char *cli_safe(const char *s, char *out, size_t size);
 
 /* Before touching the store or the spool: as root, become the owner of the
- * store's folder (the daemon's user); for the embedded defaults, create
- * ./var when missing.  Idempotent.  0 ok, -1 printed. */
+ * store's folder (the daemon's user); when that folder is missing (./var
+ * of the embedded defaults before sluiced ever ran), create it (0750) and
+ * go on as the current user.  Idempotent.  0 ok, -1 printed. */
 int cli_state_prepare(struct cli *cli);
 /* The store, opened on first use.  NULL after printing the error. */
 struct store *cli_store(struct cli *cli);

@@ -271,11 +271,13 @@ int cli_state_prepare(struct cli *cli)
 		return -1;
 	}
 	if (stat(dir, &st) < 0) {
-		if (errno != ENOENT || cli->config_path != NULL) {
+		if (errno != ENOENT) {
 			cli_error("store folder %s: %s", dir, strerror(errno));
 			return -1;
 		}
-		/* embedded defaults before sluiced ever ran: ./var is ours */
+		/* Before sluiced ever ran (./var of the embedded defaults, or
+		 * the configured folder): made as the current user, 0750 as
+		 * sluiced makes it; sluiced gives it to its user at start. */
 		if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 			cli_error("cannot create %s: %s", dir, strerror(errno));
 			return -1;

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Golden-file test of the sluice CLI (Postfix style: commands.in ->
-# transcript, compared with expected.ref).
+# Golden-file test of the sluice CLI (Postfix style: *.in -> transcript,
+# compared with *.ref).
 #
 #   bash tests/cli/run.sh PATH/TO/sluice            run, exit 1 on any mismatch
-#   bash tests/cli/run.sh PATH/TO/sluice --update   rewrite expected.ref
+#   bash tests/cli/run.sh PATH/TO/sluice --update   rewrite the .ref files
 #
-# Each command of commands.in runs against a fresh store and spool in a
-# temporary folder (config file there; no listeners, no daemon).  Its
-# stdout, stderr and exit code go to the transcript; volatile fields
-# (times, generated passwords, the temporary path, the version) are
-# normalised with sed.  Then a few checks outside the transcript: stored
-# hashes are argon2id, the embedded defaults create ./var, and (as root)
-# the CLI becomes the owner of the store's folder.
+# commands.in -> expected.ref: each command runs against a fresh store and
+# spool in a temporary folder (config file there; no listeners, no
+# daemon).  queue.in -> queue.ref: the queue commands against a real
+# spool, with and without a running sluiced (found beside sluice; skipped
+# when it is not there).  Each command's stdout, stderr and exit code go
+# to the transcript; volatile fields (times, dates, queue ids, generated
+# passwords, the temporary path, the version) are normalised with sed.
+# Then a few checks outside the transcripts: stored hashes are argon2id,
+# the embedded defaults create ./var, and (as root) the CLI becomes the
+# owner of the store's folder.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +34,8 @@ fi
 sluice=$(cd "$(dirname "$sluice")" && pwd)/$(basename "$sluice")
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-cli.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+daemon_pid=
+trap 'daemon_stop; rm -rf "$tmp"' EXIT
 mkdir "$tmp/state"
 cat >"$tmp/sluice.conf" <<'EOF'
 # no listeners: the CLI needs only the store, the spool and the socket
@@ -45,18 +49,27 @@ failed=0
 pass() { passed=$((passed + 1)); }
 fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 
+ID1=
+ID2=
 normalise() {
 	sed -e "s|$tmp|<TMP>|g" \
+	    -e "${ID1:+s/$ID1/<ID1>/g}" -e "${ID2:+s/$ID2/<ID2>/g}" \
+	    -e 's/[A-Z][a-z][a-z], [0-9]\{1,2\} [A-Z][a-z][a-z] [0-9]\{4\} [0-9:]\{8\} [-+][0-9]\{4\}/<DATE>/g' \
 	    -e 's/[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z/<TIME>/g' \
 	    -e 's/^\(  password: *\)[A-Za-z0-9]\{20\}\( \|$\)/\1<PASSWORD>\2/' \
 	    -e 's/^sluice [0-9][0-9.]*$/sluice <VERSION>/'
 }
 
 # One block per command: "$ sluice ARGS [<<< INPUT]", its output, "[exit N]".
+# run_commands FILE.in CONFIG
 run_commands() {
-	local line args input has_in shown
+	local line args input has_in shown conf=$2
 	while IFS= read -r line || [ -n "$line" ]; do
 		case $line in '' | '#'*) continue ;; esac
+		if [[ $line == '!'* ]]; then
+			${line#!} </dev/null >/dev/null 2>&1
+			continue
+		fi
 		has_in=0
 		args=$line
 		if [[ $line == *' <<<'* ]]; then
@@ -72,47 +85,148 @@ run_commands() {
 				shown="${input:0:12}... (${#input} bytes)"
 			fi
 			printf '$ sluice %s <<< %s\n' "$args" "$shown"
-			printf '%s\n' "$input" | (cd "$tmp" && "$sluice" -c "$tmp/sluice.conf" "$@" 2>&1)
+			printf '%s\n' "$input" | (cd "$tmp" && "$sluice" -c "$conf" "$@" 2>&1)
 		else
 			printf '$ sluice %s\n' "$args"
-			(cd "$tmp" && "$sluice" -c "$tmp/sluice.conf" "$@" </dev/null 2>&1)
+			(cd "$tmp" && "$sluice" -c "$conf" "$@" </dev/null 2>&1)
 		fi
 		echo "[exit $?]"
-	done <"$here/commands.in"
+	done <"$1"
 }
-
-run_commands | normalise >"$tmp/transcript"
-
-if [ $update = 1 ]; then
-	cp "$tmp/transcript" "$here/expected.ref"
-	echo "expected.ref updated ($(grep -c '^\$ sluice' "$here/expected.ref") commands)"
-fi
 
 # Compare block by block, so a failure names its command.
 split_blocks() {
 	mkdir -p "$2"
 	awk -v dir="$2" '/^\$ sluice/ { n++ } { f = sprintf("%s/%04d", dir, n); print > f }' "$1"
 }
-split_blocks "$tmp/transcript" "$tmp/got"
-split_blocks "$here/expected.ref" "$tmp/want"
-for f in "$tmp/want"/* "$tmp/got"/*; do
-	[ -e "$f" ] && basename "$f"
-done | sort -u >"$tmp/blocks"
-while read -r b; do
-	if cmp -s "$tmp/want/$b" "$tmp/got/$b"; then
-		pass
-	else
-		fail "$(head -n 1 "$tmp/want/$b" 2>/dev/null || head -n 1 "$tmp/got/$b")"
-		diff -u "$tmp/want/$b" "$tmp/got/$b" | tail -n +3
-	fi
-done <"$tmp/blocks"
 
-# Every stored hash is argon2id, and there is one per tenant made above.
+# golden NAME.in NAME.ref: run, normalise, compare (or --update the ref).
+golden() {
+	local name=${1%.in} b
+	run_commands "$here/$1" "$3" | normalise >"$tmp/$name.transcript"
+	if [ $update = 1 ]; then
+		cp "$tmp/$name.transcript" "$here/$2"
+		echo "$2 updated ($(grep -c '^\$ sluice' "$here/$2") commands)"
+	fi
+	split_blocks "$tmp/$name.transcript" "$tmp/$name.got"
+	split_blocks "$here/$2" "$tmp/$name.want"
+	for f in "$tmp/$name.want"/* "$tmp/$name.got"/*; do
+		[ -e "$f" ] && basename "$f"
+	done | sort -u >"$tmp/$name.blocks"
+	while read -r b; do
+		if cmp -s "$tmp/$name.want/$b" "$tmp/$name.got/$b"; then
+			pass
+		else
+			fail "$2: $(head -n 1 "$tmp/$name.want/$b" 2>/dev/null || head -n 1 "$tmp/$name.got/$b")"
+			diff -u "$tmp/$name.want/$b" "$tmp/$name.got/$b" | tail -n +3
+		fi
+	done <"$tmp/$name.blocks"
+}
+
+golden commands.in expected.ref "$tmp/sluice.conf"
+
+# Every stored hash is argon2id.
 hashes=$(sqlite3 "$tmp/state/sluice.db" "SELECT username, hash FROM credentials ORDER BY username" 2>&1)
 if [ -n "$hashes" ] && ! grep -qv '^[^|]*|\$argon2id\$v=19\$' <<<"$hashes"; then
 	pass
 else
 	fail "stored hashes are not all argon2id: $hashes"
+fi
+
+# ---- the queue against a real spool, with and without sluiced -------------
+
+daemon_stop() {
+	if [ -n "$daemon_pid" ]; then
+		kill "$daemon_pid" 2>/dev/null
+		wait "$daemon_pid" 2>/dev/null
+	fi
+	daemon_pid=
+}
+
+# Read one SMTP reply (the last line of a multi-line one) from fd 3.
+smtp_reply() {
+	local line
+	while IFS= read -r -t 10 line <&3; do
+		line=${line%$'\r'}
+		[[ $line == [0-9][0-9][0-9]-* ]] || break
+	done
+	printf '%s\n' "$line"
+}
+
+# smtp_send PORT FROM RCPT...: one message; prints its queue id.
+smtp_send() {
+	local port=$1 from=$2 r reply
+	shift 2
+	exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+	smtp_reply >/dev/null
+	printf 'EHLO client.test\r\n' >&3
+	smtp_reply >/dev/null
+	printf 'MAIL FROM:<%s>\r\n' "$from" >&3
+	smtp_reply >/dev/null
+	for r in "$@"; do
+		printf 'RCPT TO:<%s>\r\n' "$r" >&3
+		smtp_reply >/dev/null
+	done
+	printf 'DATA\r\n' >&3
+	smtp_reply >/dev/null
+	printf 'From: <%s>\r\nTo: <%s>\r\nSubject: golden\r\nDate: Mon, 23 Nov 2026 19:30:00 +0000\r\nMessage-ID: <golden.%s>\r\n\r\nHello from the CLI test.\r\n.\r\n' \
+		"$from" "$1" "$from" >&3
+	reply=$(smtp_reply)
+	printf 'QUIT\r\n' >&3
+	smtp_reply >/dev/null
+	exec 3>&-
+	[[ $reply == 250* ]] && printf '%s\n' "${reply##* }"
+}
+
+sluiced=$(dirname "$sluice")/sluiced
+q=$tmp/queue
+if [ -x "$sluiced" ]; then
+	mkdir -p "$q"
+	started=0
+	for attempt in 1 2 3 4 5; do
+		port=$((20000 + RANDOM % 30000))
+		{
+			echo "hostname = gw.test"
+			[ "$(id -u)" = 0 ] && echo "user = nobody"
+			echo "store = sqlite:state/sluice.db"
+			echo "spool_dir = spool"
+			echo "control_socket = state/sluiced.sock"
+			echo "[listener relay]"
+			echo "listen = 127.0.0.1:$port"
+			echo "tls = none"
+			echo "mode = relay"
+		} >"$q/sluice.conf"
+		if [ $attempt = 1 ]; then
+			# the daemon reads trusted networks at start
+			[ "$(id -u)" = 0 ] && chmod 755 "$tmp"
+			{ "$sluice" -c "$q/sluice.conf" tenant add acme --password-stdin <<<pw &&
+			  "$sluice" -c "$q/sluice.conf" domain add acme acme.example --verified &&
+			  "$sluice" -c "$q/sluice.conf" network add acme 127.0.0.1; } >"$q/setup.log" 2>&1 ||
+				{ cat "$q/setup.log"; break; }
+		fi
+		"$sluiced" -c "$q/sluice.conf" >"$q/sluiced.log" 2>&1 &
+		daemon_pid=$!
+		for _ in $(seq 50); do
+			grep -q 'level=info ready' "$q/sluiced.log" && { started=1; break; }
+			kill -0 "$daemon_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ $started = 1 ] && break
+		daemon_stop
+	done
+	if [ $started = 1 ]; then
+		ID1=$(smtp_send "$port" a@acme.example x@example.org y@example.net)
+		ID2=$(smtp_send "$port" b@acme.example z@example.org)
+	fi
+	if [ -n "$ID1" ] && [ -n "$ID2" ]; then
+		golden queue.in queue.ref "$q/sluice.conf"
+	else
+		fail "queue: sluiced did not start or refused the test messages"
+		tail -n 20 "$q/setup.log" "$q/sluiced.log" 2>/dev/null
+	fi
+	daemon_stop
+else
+	echo "skipped: queue.in (no sluiced beside $sluice)"
 fi
 
 # The embedded defaults: no -c, state in ./var, created when missing.

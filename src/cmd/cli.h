@@ -41,9 +41,9 @@ enum cli_flag {
 struct cli {
 	const char *config_path; /* -c FILE; NULL: the embedded defaults */
 	struct sluice_config cfg;
-	int state_ready;         /* cli_state_prepare() ran */
-	struct store *store;     /* opened by cli_store() */
-	unsigned flags;          /* enum cli_flag given on the command line */
+	int state_ready;     /* cli_state_prepare() ran */
+	struct store *store; /* opened by cli_store() */
+	unsigned flags;      /* enum cli_flag given on the command line */
 	const char *args[CLI_MAX_ARGS];
 	size_t nargs;
 };

@@ -30,16 +30,15 @@
 #define CLI_CONTROL_REPLY_MAX 512
 
 static const char *const cli_rcpt_states[] = {
-	[SPOOL_RCPT_PENDING] = "pending",
-	[SPOOL_RCPT_DELIVERED] = "delivered",
-	[SPOOL_RCPT_FAILED] = "failed",
-	[SPOOL_RCPT_DELETED] = "deleted",
+    [SPOOL_RCPT_PENDING] = "pending",
+    [SPOOL_RCPT_DELIVERED] = "delivered",
+    [SPOOL_RCPT_FAILED] = "failed",
+    [SPOOL_RCPT_DELETED] = "deleted",
 };
 
 static const char *cli_rcpt_state(enum spool_rcpt_state s)
 {
-	if ((unsigned)s < sizeof cli_rcpt_states / sizeof cli_rcpt_states[0] &&
-	    cli_rcpt_states[s])
+	if ((unsigned)s < sizeof cli_rcpt_states / sizeof cli_rcpt_states[0] && cli_rcpt_states[s])
 		return cli_rcpt_states[s];
 	return "unknown";
 }
@@ -47,17 +46,15 @@ static const char *cli_rcpt_state(enum spool_rcpt_state s)
 /* A queue id is SPOOL_ID_LEN hex digits; out gets the lower-case form. */
 static int cli_queue_id(const char *arg, char out[SPOOL_ID_LEN + 1])
 {
-	char safe[64];
 	size_t i;
 
-	for (i = 0; arg[i] && i < SPOOL_ID_LEN; i++) {
-		if (!isxdigit((unsigned char)arg[i]))
-			break;
+	for (i = 0; i < SPOOL_ID_LEN && isxdigit((unsigned char)arg[i]); i++)
 		out[i] = (char)tolower((unsigned char)arg[i]);
-	}
-	if (i != SPOOL_ID_LEN || arg[i] != '\0')
+	if (i != SPOOL_ID_LEN || arg[i] != '\0') {
+		char safe[64];
 		return cli_error("'%s' is not a queue id (%d hex digits)",
-				 cli_safe(arg, safe, sizeof safe), SPOOL_ID_LEN);
+		                 cli_safe(arg, safe, sizeof safe), SPOOL_ID_LEN);
+	}
 	out[SPOOL_ID_LEN] = '\0';
 	return 0;
 }
@@ -132,8 +129,7 @@ static int cli_tenants_load(struct cli *cli, struct cli_tenants *ts)
 }
 
 /* The tenant's name, or "#ID" for a tenant no longer in the store. */
-static const char *cli_tenant_name(const struct cli_tenants *ts, int64_t id, char *buf,
-				   size_t size)
+static const char *cli_tenant_name(const struct cli_tenants *ts, int64_t id, char *buf, size_t size)
 {
 	struct store_tenant key = {.id = id}, *t = NULL;
 
@@ -182,11 +178,11 @@ static int cli_queue_list_one(void *ctx, const struct spool_message *m)
 	cli_time_iso(m->received, when);
 	ql->count++;
 	if (ql->json) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:b}", "id", m->id,
-				      "received", when, "tenant", tenant, "tenant_id",
-				      (json_int_t)m->tenant_id, "sender", cli_json_string(m->sender),
-				      "recipients", (json_int_t)m->nrcpts, "pending",
-				      (json_int_t)pending, "size", (json_int_t)size, "held", held);
+		json_t *o = json_pack(
+		    "{s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:b}", "id", m->id, "received", when,
+		    "tenant", tenant, "tenant_id", (json_int_t)m->tenant_id, "sender",
+		    cli_json_string(m->sender), "recipients", (json_int_t)m->nrcpts, "pending",
+		    (json_int_t)pending, "size", (json_int_t)size, "held", held);
 		if (json_array_append_new(ql->array, o) < 0) {
 			ql->failed = 1;
 			return 1;
@@ -264,18 +260,18 @@ static char *cli_lf_text(const char *data, size_t len)
 }
 
 static json_t *cli_queue_show_json(const struct spool_message *m, const char *tenant,
-				   const char *headers)
+                                   const char *headers)
 {
 	char when[CLI_TIME_MAX], next[CLI_TIME_MAX];
 	json_t *o, *rcpts = json_array();
 
 	cli_time_iso(m->received, when);
 	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:b, s:b, s:b, s:o}", "id", m->id, "received",
-		      when, "tenant", tenant, "tenant_id", (json_int_t)m->tenant_id, "sender",
-		      cli_json_string(m->sender), "size", (json_int_t)m->len, "held",
-		      (m->flags & SPOOL_MSG_HELD) != 0, "8bitmime", (m->flags & SPOOL_MSG_8BIT) != 0,
-		      "smtputf8", (m->flags & SPOOL_MSG_SMTPUTF8) != 0, "headers",
-		      cli_json_string(headers));
+	              when, "tenant", tenant, "tenant_id", (json_int_t)m->tenant_id, "sender",
+	              cli_json_string(m->sender), "size", (json_int_t)m->len, "held",
+	              (m->flags & SPOOL_MSG_HELD) != 0, "8bitmime",
+	              (m->flags & SPOOL_MSG_8BIT) != 0, "smtputf8",
+	              (m->flags & SPOOL_MSG_SMTPUTF8) != 0, "headers", cli_json_string(headers));
 	if (o == NULL || rcpts == NULL || json_object_set_new(o, "recipients", rcpts) < 0) {
 		json_decref(o);
 		return NULL;
@@ -286,9 +282,10 @@ static json_t *cli_queue_show_json(const struct spool_message *m, const char *te
 
 		cli_time_iso(r->next_attempt, next);
 		ro = json_pack("{s:o, s:s, s:I, s:o, s:o}", "address", cli_json_string(r->addr),
-			       "state", cli_rcpt_state(r->state), "attempts", (json_int_t)r->attempts,
-			       "next_attempt", r->next_attempt ? json_string(next) : json_null(),
-			       "last_reply", cli_json_string(r->last_reply));
+		               "state", cli_rcpt_state(r->state), "attempts",
+		               (json_int_t)r->attempts, "next_attempt",
+		               r->next_attempt ? json_string(next) : json_null(), "last_reply",
+		               cli_json_string(r->last_reply));
 		if (json_array_append_new(rcpts, ro) < 0) {
 			json_decref(o);
 			return NULL;
@@ -298,7 +295,7 @@ static json_t *cli_queue_show_json(const struct spool_message *m, const char *te
 }
 
 static void cli_queue_show_text(const struct spool_message *m, const char *tenant,
-				const char *headers)
+                                const char *headers)
 {
 	char when[CLI_TIME_MAX];
 
@@ -341,7 +338,7 @@ int cli_queue_show(struct cli *cli)
 	r = spool ? spool_load(spool, id, &m) : 1;
 	if (r != 0) {
 		rc = r == 1 ? cli_error("no message %s in the queue", id)
-			    : cli_error("reading message %s: %s", id, strerror(errno));
+		            : cli_error("reading message %s: %s", id, strerror(errno));
 		goto done;
 	}
 	if (cli->flags & CLI_FLAG_RAW) {
@@ -360,7 +357,7 @@ int cli_queue_show(struct cli *cli)
 		    &m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf), headers));
 	else
 		cli_queue_show_text(&m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf),
-				    headers);
+		                    headers);
 done:
 	free(headers);
 	free(ts.list);
@@ -377,8 +374,8 @@ enum cli_control {
 };
 
 /* Ask sluiced to delete id.  why gets the reason when it is absent. */
-static enum cli_control cli_control_delete(struct cli *cli, const char *id, int *rc_r,
-					   char *why, size_t whysize)
+static enum cli_control cli_control_delete(struct cli *cli, const char *id, int *rc_r, char *why,
+                                           size_t whysize)
 {
 	const char *path = cli->cfg.control_socket;
 	struct timeval tv = {.tv_sec = CLI_CONTROL_TIMEOUT, .tv_usec = 0};
@@ -426,8 +423,8 @@ static enum cli_control cli_control_delete(struct cli *cli, const char *id, int 
 	reply[len] = '\0';
 	if ((nl = strchr(reply, '\n')) == NULL) {
 		*rc_r = cli_error("no reply from sluiced on %s (message %s may or may not be "
-				  "deleted: check with sluice queue show %s)",
-				  path, id, id);
+		                  "deleted: check with sluice queue show %s)",
+		                  path, id, id);
 		return CLI_CONTROL_DONE;
 	}
 	*nl = '\0';
@@ -438,7 +435,7 @@ static enum cli_control cli_control_delete(struct cli *cli, const char *id, int 
 		*rc_r = cli_error("%s", cli_safe(reply + 6, safe, sizeof safe));
 	} else {
 		*rc_r = cli_error("unexpected reply from sluiced: %s",
-				  cli_safe(reply, safe, sizeof safe));
+		                  cli_safe(reply, safe, sizeof safe));
 	}
 	return CLI_CONTROL_DONE;
 }
@@ -458,7 +455,7 @@ static int cli_spool_delete(struct cli *cli, const char *id, const char *why)
 		return cli_error("no message %s in the queue", id);
 	if (spool_open(&sc, &spool, &err) < 0) {
 		rc = cli_error("cannot delete %s: sluiced does not answer (%s), and %s", id, why,
-			       err ? err : "the spool does not open");
+		               err ? err : "the spool does not open");
 		free(err);
 		return rc;
 	}

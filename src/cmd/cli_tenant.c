@@ -24,10 +24,11 @@ static const char *cli_status(int suspended)
  * any change to the store, so a bad password changes nothing.  0 or an
  * exit code; wipe password and hash after use. */
 static int cli_new_password(struct cli *cli, char password[AUTH_PASSWORD_MAX + 1],
-			    char hash[AUTH_HASH_MAX], int *generated_r)
+                            char hash[AUTH_HASH_MAX], int *generated_r)
 {
 	int rc;
 
+	*generated_r = 0;
 	if (auth_init() < 0)
 		return cli_error("libsodium initialisation failed");
 	if ((rc = cli_password(cli, password, generated_r)) != 0)
@@ -42,7 +43,7 @@ static int cli_new_password(struct cli *cli, char password[AUTH_PASSWORD_MAX + 1
 /* Store hash as the login t->name of tenant t; print the outcome, and
  * the password when it was generated (the only time anyone sees it). */
 static int cli_set_password(struct cli *cli, const struct store_tenant *t, const char *password,
-			    const char *hash, int generated, const char *verb)
+                            const char *hash, int generated, const char *verb)
 {
 	char *err = NULL;
 	int rc;
@@ -52,14 +53,15 @@ static int cli_set_password(struct cli *cli, const struct store_tenant *t, const
 		return cli_store_error(rc, &err, "setting the password");
 	printf("tenant '%s' %s\n", t->name, verb);
 	if (generated)
-		printf("  user:      %s\n"
-		       "  password:  %s   (shown once; set another with: sluice tenant passwd %s)\n",
-		       t->name, password, t->name);
+		printf(
+		    "  user:      %s\n"
+		    "  password:  %s   (shown once; set another with: sluice tenant passwd %s)\n",
+		    t->name, password, t->name);
 	return CLI_EXIT_OK;
 }
 
 static int cli_tenant_add_hashed(struct cli *cli, const char *password, const char *hash,
-				 int generated)
+                                 int generated)
 {
 	const char *name = cli->args[0];
 	struct store_credential cred;
@@ -125,8 +127,8 @@ static json_t *cli_tenant_json(const struct store_tenant *t)
 	char when[CLI_TIME_MAX];
 
 	cli_time_iso(t->created, when);
-	return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)t->id, "name", t->name,
-			 "status", cli_status(t->suspended), "created", when);
+	return json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)t->id, "name", t->name, "status",
+	                 cli_status(t->suspended), "created", when);
 }
 
 int cli_tenant_list(struct cli *cli)
@@ -188,13 +190,13 @@ static json_t *cli_tenant_view_json(const struct cli_tenant_view *v)
 	bad |= o == NULL || json_object_set_new(o, "domains", doms) < 0;
 	bad |= o == NULL || json_object_set_new(o, "networks", nets) < 0;
 	for (size_t i = 0; !bad && i < v->ncreds; i++)
-		bad = json_array_append_new(creds, json_pack("{s:s, s:s}", "username",
-							     v->creds[i].username, "status",
-							     cli_status(v->creds[i].suspended))) < 0;
+		bad = json_array_append_new(
+		          creds, json_pack("{s:s, s:s}", "username", v->creds[i].username, "status",
+		                           cli_status(v->creds[i].suspended))) < 0;
 	for (size_t i = 0; !bad && i < v->ndomains; i++)
-		bad = json_array_append_new(doms, json_pack("{s:s, s:b}", "domain",
-							    v->domains[i].domain, "verified",
-							    v->domains[i].verified)) < 0;
+		bad = json_array_append_new(doms,
+		                            json_pack("{s:s, s:b}", "domain", v->domains[i].domain,
+		                                      "verified", v->domains[i].verified)) < 0;
 	for (size_t i = 0; !bad && i < v->nnets; i++)
 		bad = json_array_append_new(nets, json_pack("{s:s}", "cidr", v->nets[i].cidr)) < 0;
 	if (bad) {
@@ -362,11 +364,10 @@ int cli_domain_list(struct cli *cli)
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < n; i++) {
 			cli_time_iso(list[i].created, when);
-			if (json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s}", "domain",
-							       list[i].domain, "tenant",
-							       list[i].tenant, "verified",
-							       list[i].verified, "created",
-							       when)) < 0) {
+			if (json_array_append_new(
+			        a, json_pack("{s:s, s:s, s:b, s:s}", "domain", list[i].domain,
+			                     "tenant", list[i].tenant, "verified", list[i].verified,
+			                     "created", when)) < 0) {
 				json_decref(a);
 				a = NULL;
 			}
@@ -414,7 +415,7 @@ int cli_domain_remove(struct cli *cli)
  * handing the form back; the one network in one list and not the other
  * names it.  NULL when the lists do not tell (changed meanwhile). */
 static const char *cli_network_diff(const struct store_network *a, size_t na,
-				    const struct store_network *b, size_t nb)
+                                    const struct store_network *b, size_t nb)
 {
 	for (size_t i = 0; i < na; i++) {
 		size_t j = 0;
@@ -442,14 +443,15 @@ static int cli_network_change(struct cli *cli, int add)
 	free(err);
 	err = NULL;
 	rc = add ? store_network_add(cli->store, t.id, cli->args[1], &err)
-		 : store_network_remove(cli->store, t.id, cli->args[1], &err);
+	         : store_network_remove(cli->store, t.id, cli->args[1], &err);
 	if (rc != 0) {
 		free(before);
-		return cli_store_error(rc, &err, add ? "adding the network" : "removing the network");
+		return cli_store_error(rc, &err,
+		                       add ? "adding the network" : "removing the network");
 	}
 	if (listed && store_network_list(cli->store, t.id, &after, &nafter, &err) == 0)
 		cidr = add ? cli_network_diff(after, nafter, before, nbefore)
-			   : cli_network_diff(before, nbefore, after, nafter);
+		           : cli_network_diff(before, nbefore, after, nafter);
 	free(err);
 	if (cidr == NULL)
 		cidr = cli->args[1];
@@ -484,7 +486,7 @@ int cli_network_list(struct cli *cli)
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < n; i++)
 			if (json_array_append_new(a, json_pack("{s:s, s:s}", "cidr", list[i].cidr,
-							       "tenant", list[i].tenant)) < 0) {
+			                                       "tenant", list[i].tenant)) < 0) {
 				json_decref(a);
 				a = NULL;
 			}

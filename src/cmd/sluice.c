@@ -41,37 +41,35 @@ struct cli_command {
 };
 
 static const struct cli_command cli_commands[] = {
-	{"tenant", "add", 1, 1, CLI_FLAG_PASSWORD_STDIN, cli_tenant_add,
-	 "add NAME [--password-stdin]", "create a tenant and its SMTP login NAME"},
-	{"tenant", "list", 0, 0, CLI_FLAG_JSON, cli_tenant_list, "list [--json]",
-	 "list tenants"},
-	{"tenant", "show", 1, 1, CLI_FLAG_JSON, cli_tenant_show, "show NAME [--json]",
-	 "a tenant with its logins, domains and networks"},
-	{"tenant", "suspend", 1, 1, 0, cli_tenant_suspend, "suspend NAME",
-	 "refuse the tenant's new mail, hold its queue"},
-	{"tenant", "resume", 1, 1, 0, cli_tenant_resume, "resume NAME", "undo suspend"},
-	{"tenant", "passwd", 1, 1, CLI_FLAG_PASSWORD_STDIN, cli_tenant_passwd,
-	 "passwd NAME [--password-stdin]", "set the password of the login NAME"},
-	{"domain", "add", 2, 2, CLI_FLAG_VERIFIED, cli_domain_add,
-	 "add TENANT DOMAIN [--verified]", "let a tenant send as DOMAIN once verified"},
-	{"domain", "verify", 1, 1, 0, cli_domain_verify, "verify DOMAIN",
-	 "mark a domain verified (by hand)"},
-	{"domain", "list", 0, 1, CLI_FLAG_JSON, cli_domain_list, "list [TENANT] [--json]",
-	 "list domains"},
-	{"domain", "remove", 2, 2, 0, cli_domain_remove, "remove TENANT DOMAIN",
-	 "remove a tenant's domain"},
-	{"network", "add", 2, 2, 0, cli_network_add, "add TENANT CIDR",
-	 "let CIDR relay on port 25 without AUTH"},
-	{"network", "list", 0, 1, CLI_FLAG_JSON, cli_network_list, "list [TENANT] [--json]",
-	 "list trusted networks"},
-	{"network", "remove", 2, 2, 0, cli_network_remove, "remove TENANT CIDR",
-	 "stop trusting a network"},
-	{"queue", "list", 0, 0, CLI_FLAG_JSON, cli_queue_list, "list [--json]",
-	 "list queued messages"},
-	{"queue", "show", 1, 1, CLI_FLAG_JSON | CLI_FLAG_RAW, cli_queue_show,
-	 "show ID [--json | --raw]", "a message's envelope, recipients and headers"},
-	{"queue", "delete", 1, 1, 0, cli_queue_delete, "delete ID",
-	 "delete a message (through sluiced when it runs)"},
+    {"tenant", "add", 1, 1, CLI_FLAG_PASSWORD_STDIN, cli_tenant_add, "add NAME [--password-stdin]",
+     "create a tenant and its SMTP login NAME"},
+    {"tenant", "list", 0, 0, CLI_FLAG_JSON, cli_tenant_list, "list [--json]", "list tenants"},
+    {"tenant", "show", 1, 1, CLI_FLAG_JSON, cli_tenant_show, "show NAME [--json]",
+     "a tenant with its logins, domains and networks"},
+    {"tenant", "suspend", 1, 1, 0, cli_tenant_suspend, "suspend NAME",
+     "refuse the tenant's new mail, hold its queue"},
+    {"tenant", "resume", 1, 1, 0, cli_tenant_resume, "resume NAME", "undo suspend"},
+    {"tenant", "passwd", 1, 1, CLI_FLAG_PASSWORD_STDIN, cli_tenant_passwd,
+     "passwd NAME [--password-stdin]", "set the password of the login NAME"},
+    {"domain", "add", 2, 2, CLI_FLAG_VERIFIED, cli_domain_add, "add TENANT DOMAIN [--verified]",
+     "let a tenant send as DOMAIN once verified"},
+    {"domain", "verify", 1, 1, 0, cli_domain_verify, "verify DOMAIN",
+     "mark a domain verified (by hand)"},
+    {"domain", "list", 0, 1, CLI_FLAG_JSON, cli_domain_list, "list [TENANT] [--json]",
+     "list domains"},
+    {"domain", "remove", 2, 2, 0, cli_domain_remove, "remove TENANT DOMAIN",
+     "remove a tenant's domain"},
+    {"network", "add", 2, 2, 0, cli_network_add, "add TENANT CIDR",
+     "let CIDR relay on port 25 without AUTH"},
+    {"network", "list", 0, 1, CLI_FLAG_JSON, cli_network_list, "list [TENANT] [--json]",
+     "list trusted networks"},
+    {"network", "remove", 2, 2, 0, cli_network_remove, "remove TENANT CIDR",
+     "stop trusting a network"},
+    {"queue", "list", 0, 0, CLI_FLAG_JSON, cli_queue_list, "list [--json]", "list queued messages"},
+    {"queue", "show", 1, 1, CLI_FLAG_JSON | CLI_FLAG_RAW, cli_queue_show,
+     "show ID [--json | --raw]", "a message's envelope, recipients and headers"},
+    {"queue", "delete", 1, 1, 0, cli_queue_delete, "delete ID",
+     "delete a message (through sluiced when it runs)"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
@@ -80,10 +78,10 @@ static const struct {
 	const char *name;
 	unsigned flag;
 } cli_flags[] = {
-	{"--json", CLI_FLAG_JSON},
-	{"--password-stdin", CLI_FLAG_PASSWORD_STDIN},
-	{"--verified", CLI_FLAG_VERIFIED},
-	{"--raw", CLI_FLAG_RAW},
+    {"--json", CLI_FLAG_JSON},
+    {"--password-stdin", CLI_FLAG_PASSWORD_STDIN},
+    {"--verified", CLI_FLAG_VERIFIED},
+    {"--raw", CLI_FLAG_RAW},
 };
 
 static const char *const cli_groups[] = {"tenant", "domain", "network", "queue"};
@@ -108,14 +106,14 @@ static void cli_usage(FILE *f, const char *group)
 		char line[80];
 		snprintf(line, sizeof line, "%s %s", c->group, c->synopsis);
 		fprintf(f, "%s sluice [-c FILE] %-38s %s\n", first ? "usage:" : "      ", line,
-			c->summary);
+		        c->summary);
 		first = 0;
 	}
 	if (group == NULL)
 		fprintf(f, "\n"
-			   "  -c FILE   configuration file (default: the embedded defaults, state "
-			   "in ./var)\n"
-			   "  sluice help [GROUP], sluice GROUP --help, sluice --version\n");
+		           "  -c FILE   configuration file (default: the embedded defaults, state "
+		           "in ./var)\n"
+		           "  sluice help [GROUP], sluice GROUP --help, sluice --version\n");
 }
 
 static int cli_usage_error(const char *group, const char *fmt, ...) UTIL_PRINTF(2, 3);
@@ -180,7 +178,8 @@ void cli_time_iso(int64_t t, char out[CLI_TIME_MAX])
 	struct tm tm;
 	time_t tt = (time_t)t;
 
-	if (gmtime_r(&tt, &tm) == NULL || strftime(out, CLI_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, CLI_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		util_strlcpy(out, "?", CLI_TIME_MAX);
 }
 
@@ -250,10 +249,9 @@ static int cli_become(uid_t uid, gid_t gid_hint, const char *dir)
 	struct passwd *pw = getpwuid(uid);
 	gid_t gid = pw ? pw->pw_gid : gid_hint;
 
-	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
-	    setresuid(uid, uid, uid) < 0)
+	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
 		return cli_error("cannot switch to uid %ld, the owner of %s: %s", (long)uid, dir,
-				 strerror(errno));
+		                 strerror(errno));
 	if (setuid(0) == 0)
 		return cli_error("cannot drop root privileges to uid %ld", (long)uid);
 	return 0;
@@ -401,7 +399,7 @@ static int cli_is_help(const char *arg)
 
 /* Flags anywhere after the command; "--" ends them. */
 static int cli_parse_args(struct cli *cli, const struct cli_command *c, int argc, char **argv,
-			  int *help_r)
+                          int *help_r)
 {
 	char safe[80];
 	int only_args = 0;
@@ -409,7 +407,6 @@ static int cli_parse_args(struct cli *cli, const struct cli_command *c, int argc
 	*help_r = 0;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
-		size_t f;
 
 		if (!only_args && strcmp(a, "--") == 0) {
 			only_args = 1;
@@ -420,27 +417,28 @@ static int cli_parse_args(struct cli *cli, const struct cli_command *c, int argc
 				*help_r = 1;
 				return 0;
 			}
+			size_t f;
 			for (f = 0; f < sizeof cli_flags / sizeof cli_flags[0]; f++)
 				if (strcmp(a, cli_flags[f].name) == 0)
 					break;
 			if (f == sizeof cli_flags / sizeof cli_flags[0] ||
 			    !(c->flags & cli_flags[f].flag))
 				return cli_usage_error(c->group, "%s %s: unknown option '%s'",
-						       c->group, c->name,
-						       cli_safe(a, safe, sizeof safe));
+				                       c->group, c->name,
+				                       cli_safe(a, safe, sizeof safe));
 			cli->flags |= cli_flags[f].flag;
 			continue;
 		}
 		if (cli->nargs == c->max_args)
 			return cli_usage_error(c->group, "%s %s: too many arguments ('%s')",
-					       c->group, c->name, cli_safe(a, safe, sizeof safe));
+			                       c->group, c->name, cli_safe(a, safe, sizeof safe));
 		cli->args[cli->nargs++] = a;
 	}
 	if (cli->nargs < c->min_args)
 		return cli_usage_error(c->group, "%s %s: missing argument", c->group, c->name);
 	if ((cli->flags & CLI_FLAG_JSON) && (cli->flags & CLI_FLAG_RAW))
 		return cli_usage_error(c->group, "%s %s: --json and --raw exclude each other",
-				       c->group, c->name);
+		                       c->group, c->name);
 	return 0;
 }
 
@@ -474,7 +472,7 @@ int main(int argc, char **argv)
 			break;
 		} else {
 			return cli_usage_error(NULL, "unknown option '%s'",
-					       cli_safe(argv[i], safe, sizeof safe));
+			                       cli_safe(argv[i], safe, sizeof safe));
 		}
 	}
 	if (i == argc)
@@ -486,13 +484,13 @@ int main(int argc, char **argv)
 		}
 		if (i + 1 < argc)
 			return cli_usage_error(NULL, "unknown command '%s'",
-					       cli_safe(argv[i + 1], safe, sizeof safe));
+			                       cli_safe(argv[i + 1], safe, sizeof safe));
 		cli_usage(stdout, NULL);
 		return CLI_EXIT_OK;
 	}
 	if (!cli_group_known(argv[i]))
 		return cli_usage_error(NULL, "unknown command '%s'",
-				       cli_safe(argv[i], safe, sizeof safe));
+		                       cli_safe(argv[i], safe, sizeof safe));
 	if (i + 1 == argc)
 		return cli_usage_error(argv[i], "%s: missing subcommand", argv[i]);
 	if (cli_is_help(argv[i + 1])) {
@@ -501,7 +499,7 @@ int main(int argc, char **argv)
 	}
 	if ((c = cli_find(argv[i], argv[i + 1])) == NULL)
 		return cli_usage_error(argv[i], "%s: unknown subcommand '%s'", argv[i],
-				       cli_safe(argv[i + 1], safe, sizeof safe));
+		                       cli_safe(argv[i + 1], safe, sizeof safe));
 	if ((rc = cli_parse_args(&cli, c, argc - i - 2, argv + i + 2, &help)) != 0)
 		return rc;
 	if (help) {

@@ -77,7 +77,8 @@ static int addr_is_digit(int c)
 /* RFC 5322 atext. */
 static int addr_is_atext(int c)
 {
-	return addr_is_alpha(c) || addr_is_digit(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
+	return addr_is_alpha(c) || addr_is_digit(c) ||
+	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c));
 }
 
 static int addr_lower(int c)
@@ -209,7 +210,7 @@ static int addr_literal(struct addr_parser *ap, char *out, size_t *n_r)
 		unsigned char bin[16];
 		size_t alen = (size_t)(close - inner - 5);
 
-		if (alen >= sizeof tmp)
+		if (alen >= sizeof tmp || memchr(inner + 5, '\0', alen))
 			return addr_fail(ap, "bad IPv6 address literal");
 		memcpy(tmp, inner + 5, alen);
 		tmp[alen] = '\0';
@@ -283,11 +284,11 @@ static int addr_domain(struct addr_parser *ap, char *out)
 }
 
 int smtp_address_parse(const char *in, size_t len, int flags, struct smtp_address *a,
-		       const char **why_r)
+                       const char **why_r)
 {
 	struct addr_parser ap = {
-		.p = (const unsigned char *)in,
-		.end = (const unsigned char *)in + len,
+	    .p = (const unsigned char *)in,
+	    .end = (const unsigned char *)in + len,
 	};
 	struct smtp_address tmp;
 	int non_ascii = 0;

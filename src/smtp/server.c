@@ -106,7 +106,9 @@ static const char *server_default_enhanced(int code)
 
 /* "code enhanced text" CRLF, one line of at most SMTP_REPLY_LINE_MAX. */
 static void server_vreply(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
-			  va_list ap)
+                          va_list ap) UTIL_PRINTF(4, 0);
+static void server_vreply(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
+                          va_list ap)
 {
 	char line[SMTP_REPLY_LINE_MAX + 1]; /* + vsnprintf's NUL, replaced by CR */
 	int n, m;
@@ -153,7 +155,7 @@ static void server_count_error(struct smtp_server *s)
 	s->errors++;
 	if (s->errors > s->cfg.max_errors) {
 		smtp_server_reply(s, 421, "4.7.0", "%s Too many errors, closing connection",
-				  s->cfg.hostname);
+		                  s->cfg.hostname);
 		smtp_server_close(s);
 	}
 }
@@ -191,7 +193,7 @@ void smtp_server_oom(struct smtp_server *s)
 	log_err("smtp session out of memory");
 	/* Best effort: a reply that cannot be queued is not sent. */
 	n = snprintf(line, sizeof line, "421 4.3.0 %s Out of memory, closing connection\r\n",
-		     s->cfg.hostname);
+	             s->cfg.hostname);
 	if (n > 0 && (size_t)n < sizeof line)
 		(void)buf_append(&s->out, line, (size_t)n);
 	smtp_server_close(s);
@@ -249,7 +251,7 @@ void smtp_server_timeout(struct smtp_server *s)
 void smtp_server_shutdown(struct smtp_server *s)
 {
 	smtp_server_reply(s, 421, "4.3.2", "%s Service shutting down, closing connection",
-			  s->cfg.hostname);
+	                  s->cfg.hostname);
 	smtp_server_close(s);
 }
 
@@ -434,8 +436,7 @@ enum smtp_server_event_type smtp_server_step(struct smtp_server *s, struct smtp_
 
 /* ---- decisions ---------------------------------------------------------- */
 
-void smtp_server_decide(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
-			...)
+void smtp_server_decide(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
 {
 	enum smtp_server_event_type type = s->pending;
 	int accept = code >= 200 && code < 300;

@@ -38,8 +38,7 @@ static int auth_b64_value(unsigned char c)
  * decoded length in *n_r, -1 on bad encoding, -2 if it decodes to more
  * than max octets (checked before decoding anything).
  */
-static int auth_b64_decode(const char *in, size_t len, unsigned char *out, size_t max,
-			   size_t *n_r)
+static int auth_b64_decode(const char *in, size_t len, unsigned char *out, size_t max, size_t *n_r)
 {
 	size_t pad = 0, n, o = 0;
 
@@ -232,7 +231,7 @@ void smtp_server_cmd_auth(struct smtp_server *s, const char *args)
 			s->auth_step = SMTP_AUTH_LOGIN_USERNAME;
 			s->phase = SMTP_PHASE_AUTH;
 			smtp_server_reply_raw(s, smtp_auth_username_prompt,
-					      sizeof smtp_auth_username_prompt - 1);
+			                      sizeof smtp_auth_username_prompt - 1);
 		}
 	}
 }

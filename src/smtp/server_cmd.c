@@ -24,8 +24,7 @@ struct smtp_server_cmd {
 
 /* ---- shared checks ------------------------------------------------------ */
 
-static int check_no_args(struct smtp_server *s, const struct smtp_server_cmd *cmd,
-			 const char *args)
+static int check_no_args(struct smtp_server *s, const struct smtp_server_cmd *cmd, const char *args)
 {
 	if (args != NULL) {
 		smtp_server_error(s, 501, "5.5.4", "Syntax: %s takes no arguments", cmd->name);
@@ -263,7 +262,7 @@ static int server_mail_params(struct smtp_server *s, const char *p, struct mail_
 			bit = 0;
 		if (bit == 0 || (seen & bit)) {
 			smtp_server_error(s, 555, "5.5.4", "%s parameter",
-					  bit ? "Duplicate" : "Unsupported");
+			                  bit ? "Duplicate" : "Unsupported");
 			return -1;
 		}
 		seen |= bit;
@@ -274,8 +273,9 @@ static int server_mail_params(struct smtp_server *s, const char *p, struct mail_
 				return -1;
 			}
 			if (mp->size > s->cfg.max_message_size) {
-				smtp_server_error(s, 552, "5.3.4",
-						  "Message size exceeds fixed maximum message size");
+				smtp_server_error(
+				    s, 552, "5.3.4",
+				    "Message size exceeds fixed maximum message size");
 				return -1;
 			}
 			break;
@@ -426,7 +426,7 @@ static void proceed_rcpt(struct smtp_server *s, const char *args)
 	/* The candidate sits past the accepted ones until it is decided. */
 	a = &s->rcpts[s->nrcpt];
 	if (smtp_address_parse(path, (size_t)(end + 1 - path),
-			       s->smtputf8 ? SMTP_ADDRESS_ALLOW_UTF8 : 0, a, &why) < 0) {
+	                       s->smtputf8 ? SMTP_ADDRESS_ALLOW_UTF8 : 0, a, &why) < 0) {
 		server_bad_address(s, why, 0);
 		return;
 	}
@@ -452,6 +452,8 @@ static int check_data(struct smtp_server *s, const struct smtp_server_cmd *cmd, 
 
 static void proceed_data(struct smtp_server *s, const char *args)
 {
+	static const char go_ahead[] = "354 End data with <CR><LF>.<CR><LF>\r\n";
+
 	/* RFC 2920 3.1: DATA ends a pipelined group and the client waits for
 	 * 354.  Message bytes already here were sent blind, as in SMTP
 	 * smuggling: refuse them all and hang up rather than guess where
@@ -461,7 +463,7 @@ static void proceed_data(struct smtp_server *s, const char *args)
 		smtp_server_close(s);
 		return;
 	}
-	smtp_server_reply_raw(s, "354 End data with <CR><LF>.<CR><LF>\r\n", 38);
+	smtp_server_reply_raw(s, go_ahead, sizeof go_ahead - 1);
 	smtp_server_data_begin(s);
 }
 
@@ -496,17 +498,18 @@ static int check_vrfy(struct smtp_server *s, const struct smtp_server_cmd *cmd, 
 static void proceed_vrfy(struct smtp_server *s, const char *args)
 {
 	smtp_server_reply(s, 252, "2.5.0",
-			  "Cannot VRFY user, but will accept message and attempt delivery");
+	                  "Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void proceed_help(struct smtp_server *s, const char *args)
 {
-	smtp_server_reply(s, 214, "2.0.0",
-			  "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+	smtp_server_reply(
+	    s, 214, "2.0.0",
+	    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 }
 
 static int check_starttls(struct smtp_server *s, const struct smtp_server_cmd *cmd,
-			  const char *args)
+                          const char *args)
 {
 	if (!s->cfg.tls_available && !s->tls_active) {
 		smtp_server_error(s, 502, "5.5.1", "STARTTLS not available");
@@ -562,18 +565,18 @@ static int check_auth(struct smtp_server *s, const struct smtp_server_cmd *cmd, 
 }
 
 static const struct smtp_server_cmd smtp_server_cmds[] = {
-	{"EHLO", check_helo, proceed_ehlo},
-	{"HELO", check_helo, proceed_helo},
-	{"MAIL", check_mail, proceed_mail},
-	{"RCPT", check_rcpt, proceed_rcpt},
-	{"DATA", check_data, proceed_data},
-	{"RSET", check_no_args, proceed_rset},
-	{"NOOP", check_any, proceed_noop},
-	{"QUIT", check_no_args, proceed_quit},
-	{"VRFY", check_vrfy, proceed_vrfy},
-	{"HELP", check_any, proceed_help},
-	{"STARTTLS", check_starttls, proceed_starttls},
-	{"AUTH", check_auth, smtp_server_cmd_auth},
+    {"EHLO", check_helo, proceed_ehlo},
+    {"HELO", check_helo, proceed_helo},
+    {"MAIL", check_mail, proceed_mail},
+    {"RCPT", check_rcpt, proceed_rcpt},
+    {"DATA", check_data, proceed_data},
+    {"RSET", check_no_args, proceed_rset},
+    {"NOOP", check_any, proceed_noop},
+    {"QUIT", check_no_args, proceed_quit},
+    {"VRFY", check_vrfy, proceed_vrfy},
+    {"HELP", check_any, proceed_help},
+    {"STARTTLS", check_starttls, proceed_starttls},
+    {"AUTH", check_auth, smtp_server_cmd_auth},
 };
 
 size_t smtp_server_line_limit(const struct smtp_server *s, const char *p, size_t len)

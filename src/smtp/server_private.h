@@ -65,8 +65,8 @@ struct smtp_server {
 	enum smtp_server_event_type pending;
 	struct smtp_server_event ev;
 
-	struct buf in;  /* received, not yet run */
-	struct buf out; /* replies not yet sent */
+	struct buf in;     /* received, not yet run */
+	struct buf out;    /* replies not yet sent */
 	int discarding;    /* dropping an oversize line up to its LF */
 	size_t line_total; /* octets of the line being run, CRLF included */
 
@@ -99,11 +99,11 @@ struct smtp_server {
 };
 
 /* server.c */
-void smtp_server_reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
-		       ...) UTIL_PRINTF(4, 5);
+void smtp_server_reply(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+    UTIL_PRINTF(4, 5);
 /* A reply to a bad command: counts toward max_errors, may close. */
-void smtp_server_error(struct smtp_server *s, int code, const char *enhanced, const char *fmt,
-		       ...) UTIL_PRINTF(4, 5);
+void smtp_server_error(struct smtp_server *s, int code, const char *enhanced, const char *fmt, ...)
+    UTIL_PRINTF(4, 5);
 /* Append raw reply text (multi-line replies). */
 void smtp_server_reply_raw(struct smtp_server *s, const char *text, size_t len);
 void smtp_server_close(struct smtp_server *s);

@@ -91,24 +91,30 @@ static int server_set_helo(struct smtp_server *s, const char *args)
 
 static void proceed_ehlo(struct smtp_server *s, const char *args)
 {
-	struct buf *out = &s->out;
-	int r = 0;
+	char size[32];
+	const char *kw[8];
+	size_t n = 0;
+	int r;
 
 	if (server_set_helo(s, args) < 0)
 		return;
 	s->esmtp = 1;
-	/* RFC 2034: no enhanced codes in the EHLO response. */
-	r |= buf_printf(out, "250-%s\r\n", s->cfg.hostname);
-	r |= buf_append_str(out, "250-PIPELINING\r\n");
-	r |= buf_printf(out, "250-SIZE %llu\r\n", (unsigned long long)s->cfg.max_message_size);
-	r |= buf_append_str(out, "250-8BITMIME\r\n");
-	r |= buf_append_str(out, "250-SMTPUTF8\r\n");
+	snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->cfg.max_message_size);
+	kw[n++] = "PIPELINING";
+	kw[n++] = size;
+	kw[n++] = "8BITMIME";
+	kw[n++] = "SMTPUTF8";
+	kw[n++] = "ENHANCEDSTATUSCODES";
 	if (s->cfg.tls_available && !s->tls_active)
-		r |= buf_append_str(out, "250-STARTTLS\r\n");
+		kw[n++] = "STARTTLS";
+	/* RFC 4954 4 leaves it to us; DESIGN: AUTH only over TLS. */
 	if (s->cfg.auth_offered && s->tls_active)
-		r |= buf_append_str(out, "250-AUTH PLAIN LOGIN\r\n");
-	r |= buf_append_str(out, "250 ENHANCEDSTATUSCODES\r\n");
-	if (r)
+		kw[n++] = "AUTH PLAIN LOGIN";
+	/* RFC 2034: no enhanced codes in the EHLO response. */
+	r = buf_printf(&s->out, "250-%s\r\n", s->cfg.hostname);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = buf_printf(&s->out, "250%c%s\r\n", i + 1 < n ? '-' : ' ', kw[i]);
+	if (r < 0)
 		smtp_server_oom(s);
 }
 

@@ -21,8 +21,8 @@
 #define GREETING "220 " HOST " ESMTP sluice\r\n"
 #define EHLO_HEAD                                                                                  \
 	"250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 10240\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-#define EHLO_CLEAR EHLO_HEAD "250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n"
-#define EHLO_TLS EHLO_HEAD "250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n"
+#define EHLO_CLEAR EHLO_HEAD "250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
+#define EHLO_TLS EHLO_HEAD "250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n"
 #define EHLO_BARE EHLO_HEAD "250 ENHANCEDSTATUSCODES\r\n"
 #define OK_MAIL "250 2.1.0 Ok\r\n"
 #define OK_RCPT "250 2.1.5 Ok\r\n"
@@ -769,7 +769,7 @@ static const struct transcript transcripts[] = {
         .steps = {GREET,
                   {.send = "EHLO c.example\r\n",
                    .expect = "250-" HOST "\r\n250-PIPELINING\r\n250-SIZE 16\r\n250-8BITMIME\r\n"
-                             "250-SMTPUTF8\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES\r\n"},
+                             "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"},
                   ENVELOPE,
                   {.send = "0123456789\r\n0123\r\n.\r\n",
                    .expect = "552 5.3.4 Message too big\r\n"},

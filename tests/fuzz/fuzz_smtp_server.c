@@ -9,7 +9,8 @@
  *
  * Oracles: the session never deadlocks (wants no input while it needs
  * some), every reply line is "ddd" SP/- text CRLF within 512 octets,
- * and memory stays within its bounds.  Leaks are caught by ASan.
+ * an accepted message has no bare CR/LF, NUL or overlong line, and
+ * memory stays within its bounds.  Leaks are caught by ASan.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,6 +51,29 @@ static void fuzz_check_output(struct smtp_server *s)
 	smtp_server_output_consumed(s, len);
 }
 
+/* An accepted message is clean: CRLF line ends only, no NUL, lines within
+ * 998 octets, and it ends with CRLF unless empty. */
+static void fuzz_check_message(const char *m, size_t len)
+{
+	size_t line = 0;
+
+	if (len > 0 && (len < 2 || m[len - 2] != '\r' || m[len - 1] != '\n'))
+		__builtin_trap();
+	for (size_t i = 0; i < len; i++) {
+		if (m[i] == '\0')
+			__builtin_trap();
+		if (m[i] == '\r') {
+			if (i + 1 >= len || m[i + 1] != '\n')
+				__builtin_trap();
+			i++;
+			line = 0;
+			continue;
+		}
+		if (m[i] == '\n' || ++line > 998)
+			__builtin_trap();
+	}
+}
+
 static void fuzz_decide(struct smtp_server *s, enum smtp_server_event_type t, uint8_t choice,
                         const struct smtp_server_event *ev)
 {
@@ -65,6 +89,7 @@ static void fuzz_decide(struct smtp_server *s, enum smtp_server_event_type t, ui
 	if (t == SMTP_SERVER_DATA) {
 		if (ev->u.data.len > FUZZ_MAX_MESSAGE)
 			__builtin_trap();
+		fuzz_check_message(ev->u.data.data, ev->u.data.len);
 		if (choice & 0x10) {
 			size_t len;
 			char *m = smtp_server_take_message(s, &len);

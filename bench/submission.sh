@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# sluice vs Postfix: SMTP acceptance throughput, measured in one run on one
+# machine, plus the no-relay and disk ceilings and sluiced's memory per idle
+# session.  See bench/README.md.
+#
+#   bash bench/submission.sh [BUILD_DIR]
+#
+# BUILD_DIR (or env SLUICE_BUILD): a Meson build folder with src/cmd/sluiced
+# and src/cmd/sluice.  Without one, build-bench/ is set up with
+# --buildtype=release and built.  Environment:
+#   RUNS=3         rounds; each round runs Postfix, sluice and the bare sink once
+#                  per load mode, in alternating order (RUNS=5 for medians of 5)
+#   MSGS=20000     messages per run      SESSIONS=20   smtp-source sessions
+#   SIZE=4096      message body bytes    IDLE_COUNT=10000  idle sessions (0: skip)
+#   KEEP=1         keep the temporary folder (logs, configs) at the end
+#
+# Needs root (a private Postfix instance is started with `postfix -c DIR
+# start`), Postfix's smtp-source and smtp-sink, meson and ninja when
+# building, and /usr/bin/python3.  Every server listens on 127.0.0.1 only,
+# on free ports picked at start; every process started here is stopped by
+# its PID on exit.  Exit status 0 when every run passed its checks.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+PY=/usr/bin/python3
+RUNS=${RUNS:-3}
+MSGS=${MSGS:-20000}
+SESSIONS=${SESSIONS:-20}
+SIZE=${SIZE:-4096}
+IDLE_COUNT=${IDLE_COUNT:-10000}
+KEEP=${KEEP:-0}
+SOURCE_TIMEOUT=300
+SENDER=from@bench.example
+RCPT=to@example.org
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "submission.sh: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root: the Postfix baseline needs 'postfix -c DIR start'"
+for t in smtp-source smtp-sink postfix postconf timeout; do
+	command -v "$t" >/dev/null || die "$t not found (apt-get install postfix)"
+done
+[ -x "$PY" ] || die "$PY not found"
+
+# ---- sluice binaries ----------------------------------------------------
+build=${1:-${SLUICE_BUILD:-}}
+if [ -z "$build" ]; then
+	build=$repo/build-bench
+	if [ ! -f "$build/build.ninja" ]; then
+		say "setting up $build (release)"
+		meson setup "$build" "$repo" --buildtype=release >/dev/null || die "meson setup failed"
+	fi
+	say "building $build"
+	ninja -C "$build" >/dev/null || die "build failed: ninja -C $build"
+fi
+build=$(cd "$build" && pwd)
+SLUICED=$build/src/cmd/sluiced
+SLUICE=$build/src/cmd/sluice
+[ -x "$SLUICED" ] && [ -x "$SLUICE" ] || die "no sluiced/sluice in $build/src/cmd"
+buildtype=$(meson introspect --buildoptions "$build" 2>/dev/null | "$PY" -c \
+	'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}.get("buildtype", "?"))' \
+	2>/dev/null || echo "?")
+[ "$buildtype" = release ] || say "warning: $build has buildtype=$buildtype, not release"
+
+# ---- temporary folder, cleanup --------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+chmod 755 "$tmp" # sluiced and smtp-sink run as nobody
+mkdir "$tmp/logs"
+results=$tmp/results.jsonl
+: >"$results"
+sink_pid=
+sluice_pid=
+sluice_log=
+pf_master=
+pf_started=0
+failures=0
+
+alive() { # PID: running and not a zombie
+	local st
+	st=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+stop_pid() { # PID NAME: SIGTERM, wait up to 20 s, then SIGKILL; reaps our children
+	local pid=$1 i
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 200); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		say "$2 (pid $pid) did not stop in 20 s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+stop_postfix() {
+	[ "$pf_started" = 1 ] || return 0
+	postfix -c "$pfdir/etc" stop </dev/null >/dev/null 2>&1 || true
+	local i
+	for i in $(seq 100); do
+		[ -n "$pf_master" ] && alive "$pf_master" || break
+		sleep 0.1
+	done
+	if [ -n "$pf_master" ] && alive "$pf_master"; then
+		say "Postfix master (pid $pf_master) still running after 'postfix stop': SIGKILL"
+		kill -KILL "$pf_master" 2>/dev/null || true
+	fi
+	pf_started=0
+}
+
+cleanup() {
+	set +e
+	stop_pid "$sluice_pid" sluiced
+	sluice_pid=
+	stop_postfix
+	stop_pid "$sink_pid" smtp-sink
+	sink_pid=
+	if [ "$KEEP" = 1 ]; then
+		say "kept $tmp"
+	else
+		rm -rf "$tmp"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# ---- ports --------------------------------------------------------------
+read -r SINKPORT PFPORT SLPORT < <("$PY" -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])
+')
+
+wait_port() { # PORT SECONDS
+	"$PY" - "$1" "$2" <<'EOF'
+import socket, sys, time
+port, limit = int(sys.argv[1]), float(sys.argv[2])
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+
+sink_count() {
+	tail -c 256 "$tmp/sink.out" 2>/dev/null | tr '\r' '\n' | grep -o 'mesg=[0-9]*' | tail -n 1 |
+		cut -d= -f2 | grep . || echo 0
+}
+
+# ---- smtp-sink ----------------------------------------------------------
+smtp-sink -u nobody -c "127.0.0.1:$SINKPORT" 1000 >"$tmp/sink.out" 2>"$tmp/logs/sink.err" </dev/null &
+sink_pid=$!
+wait_port "$SINKPORT" 10 || die "smtp-sink did not listen on 127.0.0.1:$SINKPORT"
+
+# ---- private Postfix instance (BENCH.md) -----------------------------------
+pfdir=$tmp/postfix
+mkdir -p "$pfdir/etc" "$pfdir/queue" "$pfdir/data"
+chown "$(postconf -dh mail_owner)" "$pfdir/data"
+cat >"$pfdir/etc/main.cf" <<EOF
+# private Postfix instance for bench/submission.sh (generated)
+compatibility_level = 3.6
+queue_directory = $pfdir/queue
+data_directory = $pfdir/data
+maillog_file = $pfdir/maillog
+maillog_file_prefixes = $pfdir/
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+local_transport = error
+relayhost = [127.0.0.1]:$SINKPORT
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+# as in Debian's main.cf (the compiled default adds nis:mail.aliases, which logs
+# a warning in every new smtpd); never consulted here (no local domains)
+alias_maps = hash:/etc/aliases
+EOF
+mastercf=/etc/postfix/master.cf
+[ -f "$mastercf" ] || mastercf=/usr/share/postfix/master.cf.dist
+# every service line: chroot column (5th) = n; the smtpd "smtp inet" service on 127.0.0.1:PFPORT
+awk -v listen="127.0.0.1:$PFPORT" '
+	/^[^#[:space:]]/ && NF >= 8 { $5 = "n"; if ($1 == "smtp" && $2 == "inet") $1 = listen }
+	{ print }' "$mastercf" >"$pfdir/etc/master.cf"
+grep -q "^127.0.0.1:$PFPORT inet " "$pfdir/etc/master.cf" || die "no smtp inet service in $mastercf"
+if ! postfix -c "$pfdir/etc" start </dev/null >"$tmp/logs/postfix-start.out" 2>&1; then
+	cat "$tmp/logs/postfix-start.out" "$pfdir/maillog" >&2 2>/dev/null
+	die "postfix -c $pfdir/etc start failed"
+fi
+pf_started=1
+for i in $(seq 50); do
+	[ -s "$pfdir/queue/pid/master.pid" ] && break
+	sleep 0.1
+done
+pf_master=$(tr -d ' \n' <"$pfdir/queue/pid/master.pid" 2>/dev/null || true)
+wait_port "$PFPORT" 20 || { cat "$pfdir/maillog" >&2; die "Postfix smtpd not listening on $PFPORT"; }
+
+pf_queued() { # files in Postfix's queues
+	find "$pfdir/queue/maildrop" "$pfdir/queue/incoming" "$pfdir/queue/active" \
+		"$pfdir/queue/deferred" "$pfdir/queue/hold" -type f 2>/dev/null | wc -l
+}
+
+# ---- sluiced ------------------------------------------------------------
+sldir=$tmp/sluice
+mkdir -p "$sldir"
+conf=$sldir/sluice.conf
+cat >"$conf" <<EOF
+# sluiced for bench/submission.sh (generated)
+hostname = sluice.bench.invalid
+user = nobody
+log = stderr
+log_level = info
+store = sqlite:$sldir/state/sluice.db
+spool_dir = $sldir/spool
+tls_cert = $sldir/state/tls/cert.pem
+tls_key = $sldir/state/tls/key.pem
+control_socket = $sldir/state/sluiced.sock
+max_connections = 20000
+max_connections_per_ip = 20000
+
+[listener relay]
+listen = 127.0.0.1:$SLPORT
+tls = none
+mode = relay
+EOF
+"$PY" -c 'import secrets; print(secrets.token_urlsafe(18))' |
+	"$SLUICE" -c "$conf" tenant add bench --password-stdin >/dev/null
+"$SLUICE" -c "$conf" domain add bench bench.example --verified >/dev/null
+"$SLUICE" -c "$conf" network add bench 127.0.0.0/8 >/dev/null
+
+nstart=0
+start_sluiced() { # fresh log per start; waits for the "ready" line
+	nstart=$((nstart + 1))
+	sluice_log=$tmp/logs/sluiced-$nstart-$1.log
+	"$SLUICED" -c "$conf" >"$sluice_log" 2>&1 </dev/null &
+	sluice_pid=$!
+	local i
+	for i in $(seq 300); do
+		grep -q ' level=info ready ' "$sluice_log" && return 0
+		alive "$sluice_pid" || break
+		sleep 0.1
+	done
+	tail -n 20 "$sluice_log" >&2
+	die "sluiced did not become ready (log above)"
+}
+
+stop_sluiced() {
+	stop_pid "$sluice_pid" sluiced
+	sluice_pid=
+}
+
+# ---- one timed run ------------------------------------------------------
+source_cmd() { # PORT MODE(c|d)
+	local d=
+	[ "$2" = d ] && d=-d
+	echo smtp-source $d -c -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$1"
+}
+
+record() { # JSON key=value...: add the keys, append to results, print one line
+	"$PY" - "$@" >>"$results" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1])
+for a in sys.argv[2:]:
+    k, v = a.split("=", 1)
+    try:
+        v = int(v)
+    except ValueError:
+        pass
+    d[k] = v
+print(json.dumps(d))
+if d["kind"] == "load":
+    line = f"  {d['server']:8} -{d['mode']} run {d['run']}: "
+    if d.get("accept_s"):
+        line += f"{d['msgs'] / d['accept_s']:8.0f} msg/s accepting ({d['accept_s']:.2f} s)"
+    if d.get("e2e_s"):
+        line += f", {d['msgs'] / d['e2e_s']:.0f} msg/s end to end"
+    if d.get("busy") is not None:
+        line += f", CPU busy {100 * d['busy']:.0f}%"
+    if isinstance(d.get("syncs"), int) and d["syncs"] > 0:
+        line += f", {d['syncs']} fsyncs ({d['msgs'] / d['syncs']:.1f} msg/fsync)"
+else:
+    line = f"  disk run {d['run']}: {d['appends_per_s']:.0f} appends/s (4 KiB, fdatasync per 64)"
+if not d.get("ok"):
+    line += "  FAILED: " + str(d.get("why"))
+print(line, file=sys.stderr)
+EOF
+}
+
+run_postfix() { # MODE RUN
+	local mode=$1 run=$2 base res delivered queued ok=1 why= i
+	for i in $(seq 300); do [ "$(pf_queued)" = 0 ] && break; sleep 0.1; done
+	base=$(sink_count)
+	res=$("$PY" "$here/timed_run.py" --timeout "$SOURCE_TIMEOUT" --sink-out "$tmp/sink.out" \
+		--sink-target $((base + MSGS)) --drain-timeout 300 \
+		--log "$tmp/logs/source-postfix-$mode-$run.log" -- $(source_cmd "$PFPORT" "$mode"))
+	for i in $(seq 600); do [ "$(pf_queued)" = 0 ] && break; sleep 0.1; done
+	delivered=$(($(sink_count) - base))
+	queued=$(pf_queued)
+	rc=$(echo "$res" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rc"])')
+	if [ "$rc" != 0 ]; then
+		ok=0 why="smtp-source exit $rc: $(tail -c 300 "$tmp/logs/source-postfix-$mode-$run.log" | tr '\r\n' '  ')"
+	elif [ "$delivered" != "$MSGS" ] || [ "$queued" != 0 ]; then
+		ok=0 why="sink received $delivered of $MSGS, $queued left in Postfix's queue"
+	fi
+	[ "$ok" = 1 ] || failures=$((failures + 1))
+	record "$res" kind=load server=postfix mode="$mode" run="$run" msgs="$MSGS" ok="$ok" \
+		why="$why" delivered="$delivered"
+}
+
+run_sluice() { # MODE RUN
+	local mode=$1 run=$2 res rc check ok=1 why= warns
+	# a fresh spool for every run, so every run starts from the same state
+	stop_sluiced
+	rm -rf "$sldir/spool"
+	start_sluiced "$mode-$run"
+	# count sluiced's fsync/fdatasync calls (group commit at work) when perf can
+	local perf_pid= perf_out=$tmp/logs/perf-sluice-$mode-$run.csv syncs=
+	if [ -n "$PERF" ]; then
+		timeout $((SOURCE_TIMEOUT + 30)) perf stat -x, -o "$perf_out" -p "$sluice_pid" \
+			-e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync </dev/null >/dev/null 2>&1 &
+		perf_pid=$!
+		sleep 0.5
+	fi
+	res=$("$PY" "$here/timed_run.py" --timeout "$SOURCE_TIMEOUT" --pid "$sluice_pid" \
+		--log "$tmp/logs/source-sluice-$mode-$run.log" -- $(source_cmd "$SLPORT" "$mode"))
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" 2>/dev/null || true
+		syncs=$(awk -F, '/sys_enter_f(data)?sync/ && $1 ~ /^[0-9]+$/ { n += $1; k++ } END { if (k) print n }' \
+			"$perf_out" 2>/dev/null || true)
+	fi
+	rc=$(echo "$res" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rc"])')
+	if ! alive "$sluice_pid"; then
+		ok=0 why="sluiced exited during the run (log: $(tail -n 3 "$sluice_log" | tr '\n' ' '))"
+		cp "$sluice_log" "$tmp/logs/CRASH-$(basename "$sluice_log")"
+	else
+		# what sluice says it has queued: every message, once, from our sender
+		check=$("$SLUICE" -c "$conf" queue list --json 2>&1 | "$PY" -c '
+import json, sys
+msgs, size = int(sys.argv[1]), int(sys.argv[2])
+try:
+    q = json.load(sys.stdin)
+except ValueError as e:
+    print("queue list --json unreadable:", e); sys.exit()
+good = sum(1 for m in q if m.get("sender") == "from@bench.example" and m.get("pending") == 1
+           and m.get("recipients") == 1 and not m.get("held") and m.get("size", 0) >= size)
+ids = len({m.get("id") for m in q})
+print("ok" if len(q) == msgs and good == msgs and ids == msgs else
+      f"queue holds {len(q)} messages ({ids} distinct ids, {good} as sent), expected {msgs}")
+' "$MSGS" "$SIZE")
+		if [ "$rc" != 0 ]; then
+			ok=0 why="smtp-source exit $rc: $(tail -c 300 "$tmp/logs/source-sluice-$mode-$run.log" | tr '\r\n' '  ')"
+		elif [ "$check" != ok ]; then
+			ok=0 why=$check
+		fi
+	fi
+	warns=$(grep -c -E ' level=(warn|err|error|fatal|crit)' "$sluice_log" || true)
+	if [ "$warns" != 0 ]; then
+		say "  sluiced logged $warns warning/error lines in run $mode-$run, e.g.:"
+		grep -E ' level=(warn|err|error|fatal|crit)' "$sluice_log" | head -n 3 >&2
+		cp "$sluice_log" "$tmp/logs/WARN-$(basename "$sluice_log")"
+	fi
+	[ "$ok" = 1 ] || failures=$((failures + 1))
+	record "$res" kind=load server=sluice mode="$mode" run="$run" msgs="$MSGS" ok="$ok" \
+		why="$why" log_warnings="$warns" syncs="${syncs:-}"
+}
+
+run_sink() { # MODE RUN: the load generator's own ceiling, no relay in between
+	local mode=$1 run=$2 base res delivered ok=1 why=
+	base=$(sink_count)
+	res=$("$PY" "$here/timed_run.py" --timeout "$SOURCE_TIMEOUT" --sink-out "$tmp/sink.out" \
+		--sink-target $((base + MSGS)) --drain-timeout 30 \
+		--log "$tmp/logs/source-sink-$mode-$run.log" -- $(source_cmd "$SINKPORT" "$mode"))
+	delivered=$(($(sink_count) - base))
+	rc=$(echo "$res" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["rc"])')
+	if [ "$rc" != 0 ] || [ "$delivered" != "$MSGS" ]; then
+		ok=0 why="smtp-source exit $rc, sink counted $delivered of $MSGS"
+	fi
+	[ "$ok" = 1 ] || failures=$((failures + 1))
+	record "$res" kind=load server=sink mode="$mode" run="$run" msgs="$MSGS" ok="$ok" \
+		why="$why"
+}
+
+run_disk() { # RUN: on the spool's file system
+	local res
+	mkdir -p "$sldir/spool"
+	res=$("$PY" "$here/disk_ceiling.py" "$sldir/spool")
+	record "$res" kind=disk run="$1" ok=1
+}
+
+# perf counts sluiced's fsync/fdatasync calls when it can (optional)
+PERF=
+if command -v perf >/dev/null &&
+	perf stat -x, -e syscalls:sys_enter_fdatasync -- true >/dev/null 2>&1; then
+	PERF=perf
+fi
+
+# ---- the rounds ---------------------------------------------------------
+start_sluiced warmup
+say "sink 127.0.0.1:$SINKPORT, Postfix 127.0.0.1:$PFPORT, sluiced 127.0.0.1:$SLPORT ($build, $buildtype)"
+say "load: $(source_cmd PORT c) and the same with -d; $RUNS round(s)"
+for run in $(seq "$RUNS"); do
+	say "round $run of $RUNS"
+	for mode in c d; do
+		if [ $((run % 2)) = 1 ]; then
+			run_postfix "$mode" "$run"
+			run_sluice "$mode" "$run"
+		else
+			run_sluice "$mode" "$run"
+			run_postfix "$mode" "$run"
+		fi
+		run_sink "$mode" "$run"
+	done
+	run_disk "$run"
+done
+
+# ---- idle sessions on a fresh sluiced -------------------------------------
+idle_json=-
+if [ "$IDLE_COUNT" -gt 0 ]; then
+	say "idle sessions: $IDLE_COUNT on a fresh sluiced"
+	stop_sluiced
+	rm -rf "$sldir/spool"
+	start_sluiced idle
+	idle_json=$tmp/idle.json
+	if ! "$PY" "$here/idle_sessions.py" --pid "$sluice_pid" --port "$SLPORT" \
+		--count "$IDLE_COUNT" --json "$idle_json" >&2; then
+		say "idle sessions: not every session was opened and kept (see above)"
+		failures=$((failures + 1))
+	fi
+	alive "$sluice_pid" || { say "sluiced exited during the idle test"; tail -n 5 "$sluice_log" >&2; }
+fi
+stop_sluiced
+
+# ---- report ---------------------------------------------------------------
+"$PY" - "$tmp/meta.json" <<EOF
+import json, os, platform, subprocess, sys, time
+def sh(*c):
+    try:
+        return subprocess.run(c, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "?"
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+commit = sh("git", "-C", "$repo", "rev-parse", "--short", "HEAD")
+dirty = " (+ uncommitted changes)" if sh("git", "-C", "$repo", "status", "--porcelain", "--untracked-files=no", "--", "src", "meson.build") else ""
+json.dump({
+    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    "machine": f"{os.cpu_count()} CPUs ({model}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20} MiB",
+    "kernel": platform.release(),
+    "postfix": sh("postconf", "-dh", "mail_version"),
+    "sluice": sh("$SLUICE", "--version") or "?",
+    "build": f"buildtype=$buildtype, commit {commit}{dirty}",
+    "messages": "$MSGS x $SIZE-byte body, $SESSIONS sessions, $RUNS rounds (Postfix/sluice order alternating)",
+    "load_c": "$(source_cmd PORT c)",
+    "load_d": "$(source_cmd PORT d)",
+    "sink": "smtp-sink -u nobody -c 127.0.0.1:SINKPORT 1000",
+    "runs": "$RUNS",
+}, open(sys.argv[1], "w"))
+EOF
+report_rc=0
+"$PY" "$here/report.py" "$results" "$idle_json" "$tmp/meta.json" || report_rc=$?
+cp "$results" "$tmp/logs/" 2>/dev/null || true
+if [ "$failures" != 0 ] || [ "$report_rc" != 0 ]; then
+	say "submission.sh: $failures run(s) failed their checks"
+	KEEP=1
+	exit 1
+fi
+exit 0

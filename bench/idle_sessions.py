@@ -221,7 +221,11 @@ def main():
         if c.state not in (IDLE, FAILED):
             fail(c, "time limit")
 
-    with_sessions = settled_mem(a.pid)
+    try:
+        with_sessions = settled_mem(a.pid)
+    except OSError:
+        print("idle_sessions: sluiced (pid %d) is gone" % a.pid, file=sys.stderr)
+        return 1
 
     # still open?  A closed session shows as readable with EOF (or an error).
     closed_early = 0

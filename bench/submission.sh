@@ -62,6 +62,11 @@ buildtype=$(meson introspect --buildoptions "$build" 2>/dev/null | "$PY" -c \
 	'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}.get("buildtype", "?"))' \
 	2>/dev/null || echo "?")
 [ "$buildtype" = release ] || say "warning: $build has buildtype=$buildtype, not release"
+# the commit the binaries were built from (others may commit while this runs)
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo "?")
+if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- src meson.build 2>/dev/null)" ]; then
+	commit="$commit (+ uncommitted changes)"
+fi
 
 # ---- temporary folder, cleanup --------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
@@ -450,15 +455,13 @@ def sh(*c):
     except Exception:
         return "?"
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-commit = sh("git", "-C", "$repo", "rev-parse", "--short", "HEAD")
-dirty = " (+ uncommitted changes)" if sh("git", "-C", "$repo", "status", "--porcelain", "--untracked-files=no", "--", "src", "meson.build") else ""
 json.dump({
     "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     "machine": f"{os.cpu_count()} CPUs ({model}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20} MiB",
     "kernel": platform.release(),
     "postfix": sh("postconf", "-dh", "mail_version"),
     "sluice": sh("$SLUICE", "--version") or "?",
-    "build": f"buildtype=$buildtype, commit {commit}{dirty}",
+    "build": "$build: buildtype=$buildtype; HEAD was $commit when the run started",
     "messages": "$MSGS x $SIZE-byte body, $SESSIONS sessions, $RUNS rounds (Postfix/sluice order alternating)",
     "load_c": "$(source_cmd PORT c)",
     "load_d": "$(source_cmd PORT d)",

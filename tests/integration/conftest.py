@@ -69,7 +69,10 @@ def _shared_sluice(binaries):
     d = sluicelib.Sluice.create(binaries, label="shared")
     d.start()
     yield d
-    d.stop()
+    rc = d.stop()
+    if rc != 0:
+        pytest.fail(f"shared sluiced exited {rc} after SIGTERM (want 0); log tail:\n"
+                    f"{d.log_tail(60)}", pytrace=False)
     d.cleanup()
 
 

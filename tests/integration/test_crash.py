@@ -12,6 +12,7 @@ import concurrent.futures
 import os
 import random
 import re
+import signal
 import smtplib
 import socket
 import threading
@@ -20,6 +21,7 @@ import time
 import pytest
 
 from sluicelib import TRUSTED_SRC, ACME_PW, client_tls_context, queued_id, split_message
+from test_security import AUTH_CACHE_UAF
 
 THREADS = 8
 ROUNDS = 4
@@ -125,9 +127,13 @@ def test_kill9_durability(sluice_factory, use_auth):
     for t in clients:
         t.start()
     started = time.monotonic()
+    crashes = []  # exit statuses of sluiced dying on its own
     try:
         for rnd_i in range(ROUNDS):
             time.sleep(rnd.uniform(0.7, 3.0))
+            if not sl.running():
+                crashes.append(sl.proc.returncode)
+                print(f"round {rnd_i}: sluiced had died by itself, rc={sl.proc.returncode}")
             sl.kill9()
             print(f"round {rnd_i}: SIGKILL at t={time.monotonic() - started:.2f}s, "
                   f"acked so far {sum(len(t.acked) for t in clients)}")
@@ -139,8 +145,11 @@ def test_kill9_durability(sluice_factory, use_auth):
         for t in clients:
             t.join(timeout=20)
     assert not any(t.is_alive() for t in clients), "client threads did not stop"
+    if not sl.running():
+        crashes.append(sl.proc.returncode)
     rc = sl.stop()
-    assert rc == 0, f"sluiced exit status {rc} after SIGTERM"
+    if rc != 0 and (not crashes or crashes[-1] != rc):
+        crashes.append(rc)
 
     sent, acked = {}, {}
     outcomes = collections.Counter()
@@ -198,3 +207,40 @@ def test_kill9_durability(sluice_factory, use_auth):
     m = re.findall(r"spool ready .*queued=(\d+)", sl.log_text())
     if m:
         assert int(m[-1]) == len(queue), m
+
+    # durability held; now: did sluiced ever die other than by our SIGKILL?
+    if crashes:
+        known = all(c == -signal.SIGSEGV for c in crashes) or \
+            "heap-use-after-free ../src/cmd/session.c:621" in sl.log_text()
+        if use_auth and known:
+            pytest.xfail(f"sluiced crashed {crashes} (SIGSEGV) during the run: {AUTH_CACHE_UAF}")
+        pytest.fail(f"sluiced died by itself, exit statuses {crashes} (a SIGTERM stop must "
+                    "exit 0)")
+
+
+def test_sigterm_graceful(sluice_factory):
+    """SIGTERM: idle sessions get 421 and are closed, sluiced exits 0 promptly, and a
+    message acknowledged just before is still queued after a restart."""
+    from sluicelib import Raw, message, session, token
+    sl = sluice_factory()
+    tok = token()
+    with session(sl, "relay") as c:
+        assert c.cmd("MAIL FROM:<alice@acme.example>").code == 250
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(message(tok) + b".\r\n")
+        qid = queued_id(c.read_reply().raw)
+        assert qid, c.transcript_text()
+    idle = [session(sl, "relay"), session(sl, "submission", auth=False)]
+    t0 = time.monotonic()
+    os.kill(sl.proc.pid, signal.SIGTERM)
+    for c in idle:
+        r = c.read_reply(timeout=10)
+        assert r.code == 421, c.transcript_text()
+        assert c.wait_closed(5), c.transcript_text()
+        c.close()
+    rc = sl.wait_exit(15)
+    assert rc == 0, f"exit status {rc}"
+    assert time.monotonic() - t0 < 10
+    sl.start()
+    assert [q.lower() for q in sl.find_token(tok)] == [qid.lower()]

@@ -42,9 +42,10 @@ step "fuzz (libFuzzer, ${fuzz_seconds}s per harness)"
 	-Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-fuzz
 for f in build-fuzz/tests/fuzz/fuzz_*; do
-	[ -x "$f" ] || continue
+	[ -f "$f" ] && [ -x "$f" ] || continue
 	name=$(basename "$f")
-	corpus="tests/fuzz/corpus-$name"
+	# the working corpus grows in the build folder; seeds stay in git
+	corpus="build-fuzz/corpus-$name"
 	mkdir -p "$corpus"
 	seeds=()
 	[ -d "tests/fuzz/seeds/$name" ] && seeds=("tests/fuzz/seeds/$name")

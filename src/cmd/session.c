@@ -65,6 +65,7 @@ struct ip_count {
 
 static void session_run(struct session *s);
 static void auth_done(void *ctx, int ok);
+static void session_auth_finish(struct session *s, int ok);
 static void session_arm(struct session *s, short what);
 
 /* ---- connections per client address ----------------------------------- */
@@ -233,6 +234,16 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 	const char *user = ev->u.auth.username;
 	int r;
 
+	/* RFC 4616 section 2: an authorization identity other than the
+	 * authentication identity must fail; sluice has no proxy users. */
+	if (ev->u.auth.authzid != NULL && ev->u.auth.authzid[0] != '\0' &&
+	    strcmp(ev->u.auth.authzid, user) != 0) {
+		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=authzid",
+			 (unsigned long long)s->id, s->addr, user);
+		smtp_server_decide(s->smtp, 535, "5.7.8",
+				   "Authorization identity must be empty or the user name");
+		return;
+	}
 	switch (auth_limiter_check(d->auth_limiter, s->addr, user, now)) {
 	case AUTH_LIMIT_IP:
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=ip-limit",
@@ -266,15 +277,15 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 		s->auth_hash = strdup(cred.hash);
 		s->tenant_id = cred.tenant_id;
 		util_strlcpy(s->auth_user, cred.username, sizeof s->auth_user);
-		if (auth_cache_check(d->auth_cache, user, ev->u.auth.password, cred.hash, now)) {
-			struct daemon_completion c = {.kind = COMPLETION_AUTH, .session = s,
-						      .status = 1};
-			s->wait = WAIT_AUTH;
-			session_complete(&c);
-			return;
-		}
 	}
 	s->auth_password = strdup(ev->u.auth.password);
+	if (r == 0 && s->auth_password != NULL &&
+	    auth_cache_check(d->auth_cache, user, ev->u.auth.password, cred.hash, now)) {
+		/* Decide here, synchronously: going through session_complete()
+		 * would run the session re-entrantly from inside session_run(). */
+		session_auth_finish(s, 1);
+		return;
+	}
 	if (s->auth_password == NULL ||
 	    auth_pool_submit(d->auth_pool, s->auth_hash, ev->u.auth.password, auth_done, s) < 0) {
 		log_err("session=%016llx auth pool submit failed", (unsigned long long)s->id);
@@ -655,7 +666,8 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 		.max_recipients = d->cfg.max_recipients,
 		.max_errors = d->cfg.max_errors,
 		.tls_available = d->tls != NULL && lc->tls != CONFIG_TLS_NONE,
-		.tls_active = 0,
+		/* implicit TLS (RFC 8314): the session starts inside TLS */
+		.tls_active = d->tls != NULL && lc->tls == CONFIG_TLS_IMPLICIT,
 		.auth_required = lc->mode == CONFIG_MODE_SUBMISSION,
 		.auth_offered = lc->mode == CONFIG_MODE_SUBMISSION,
 	};

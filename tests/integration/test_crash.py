@@ -21,7 +21,6 @@ import time
 import pytest
 
 from sluicelib import TRUSTED_SRC, ACME_PW, client_tls_context, queued_id, split_message
-from test_security import AUTH_CACHE_UAF
 
 THREADS = 8
 ROUNDS = 4
@@ -210,10 +209,6 @@ def test_kill9_durability(sluice_factory, use_auth):
 
     # durability held; now: did sluiced ever die other than by our SIGKILL?
     if crashes:
-        known = all(c == -signal.SIGSEGV for c in crashes) or \
-            "heap-use-after-free ../src/cmd/session.c:621" in sl.log_text()
-        if use_auth and known:
-            pytest.xfail(f"sluiced crashed {crashes} (SIGSEGV) during the run: {AUTH_CACHE_UAF}")
         pytest.fail(f"sluiced died by itself, exit statuses {crashes} (a SIGTERM stop must "
                     "exit 0)")
 

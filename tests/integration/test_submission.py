@@ -12,14 +12,6 @@ from sluicelib import (ACME_PW, HOSTNAME, TRUSTED_SRC, client_tls_context, heade
 
 LOCAL = "client.sluice.test"
 
-# sluiced bug: src/cmd/session.c builds the SMTP server config with ".tls_active = 0" for
-# every listener, so on an implicit-TLS listener (465) EHLO offers STARTTLS and no AUTH,
-# AUTH/MAIL get 530 5.7.0 "Must issue a STARTTLS command first"; STARTTLS inside TLS gets
-# "220 Ready to start TLS" and the session dies (tls-start-failed).  Submission on 465 is
-# impossible.
-IMPLICIT_TLS_BUG = ("sluiced: implicit-TLS listener not marked TLS-active (session.c "
-                    ".tls_active = 0): EHLO on 465 offers STARTTLS, not AUTH")
-xfail_implicit = pytest.mark.xfail(strict=True, reason=IMPLICIT_TLS_BUG)
 
 
 def check_stored(sl, qid, tok, body_sent, *, authenticated_user="acme", tls=True,
@@ -93,7 +85,6 @@ def test_greeting_banner(sluice):
         assert msg == f"{HOSTNAME} ESMTP sluice".encode(), msg
 
 
-@xfail_implicit
 def test_submissions_implicit_tls(sluice):
     tok = token()
     with smtplib.SMTP_SSL("127.0.0.1", sluice.ports["submissions"], local_hostname=LOCAL,
@@ -175,7 +166,7 @@ def _find_one(sl, tok):
 
 
 @pytest.mark.parametrize("mode", ["starttls-587", "starttls-2525",
-                                  pytest.param("implicit-465", marks=xfail_implicit)])
+                                  "implicit-465"])
 def test_swaks(sluice, mode):
     _need("swaks")
     tok = token()
@@ -196,7 +187,7 @@ def test_swaks(sluice, mode):
     assert b"Authenticated sender: acme" in raw
 
 
-@pytest.mark.parametrize("scheme", ["smtp", pytest.param("smtps", marks=xfail_implicit)])
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
 def test_curl(sluice, scheme, tmp_path):
     _need("curl")
     tok = token()
@@ -218,7 +209,7 @@ def test_curl(sluice, scheme, tmp_path):
     check_stored(sluice, qid, tok, msg)
 
 
-@pytest.mark.parametrize("mode", ["starttls", pytest.param("implicit", marks=xfail_implicit)])
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_msmtp(sluice, mode, tmp_path):
     _need("msmtp")
     tok = token()

@@ -269,6 +269,7 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		return;
 	}
+	free(err); /* set for "not found" too */
 	free(s->auth_hash);
 	s->auth_hash = NULL;
 	s->tenant_id = 0;

@@ -51,8 +51,8 @@ int policy_check_sender(struct store *st, const struct policy_client *c,
 		return 0;
 	}
 	r = store_domain_get(st, sender->domain, &d, &err);
+	free(err); /* set for "not found" too */
 	if (r < 0) {
-		free(err);
 		verdict(v_r, 451, "4.3.0", "Temporary failure looking up the sender domain");
 		return -1;
 	}

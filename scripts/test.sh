@@ -32,7 +32,7 @@ run_suite build plain
 step "build (ASan + UBSan)"
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 run_suite build-asan sanitized
 unset ASAN_OPTIONS UBSAN_OPTIONS

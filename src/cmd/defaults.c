@@ -65,6 +65,13 @@ int defaults_embedded(struct sluice_config *cfg, char **err_r)
 		for (size_t j = 0; j < 2; j++)
 			l->addrs[l->naddrs++] = strdup(default_listeners[i].addrs[j]);
 	}
+	{
+		const char *why = "out of memory";
+		if (config_delivery_check(&cfg->delivery, &why) < 0) {
+			*err_r = strdup(why);
+			return -1;
+		}
+	}
 	return 0;
 }
 

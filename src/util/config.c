@@ -27,6 +27,7 @@ void config_defaults(struct sluice_config *cfg)
 	cfg->auth_cache_ttl = 300;
 	cfg->auth_threads = 2;
 	cfg->spool_batch_max = 256;
+	config_delivery_defaults(&cfg->delivery);
 }
 
 static char *resolve_path(const char *base_dir, const char *v)
@@ -216,6 +217,9 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 		}
 		return 0;
 	}
+	int r = config_delivery_key(&cfg->delivery, dir, k, v, why);
+	if (r <= 0)
+		return r;
 	*why = "unknown key";
 	return -1;
 }
@@ -233,6 +237,7 @@ int config_load(const char *path, struct sluice_config *cfg, char **err_r)
 {
 	char line[4096], dir[4096];
 	struct config_listener *cur = NULL;
+	struct config_route *route = NULL;
 	const char *slash;
 	FILE *f;
 	int lineno = 0;
@@ -275,15 +280,34 @@ int config_load(const char *path, struct sluice_config *cfg, char **err_r)
 			continue;
 		if (*s == '[') {
 			char name[128];
+			if (s[strlen(s) - 1] == ']' &&
+			    sscanf(s, "[route %127[A-Za-z0-9_.-]]", name) == 1) {
+				if (cfg->delivery.nroutes == CONFIG_MAX_ROUTES) {
+					fclose(f);
+					return fail(err_r, path, lineno, "too many routes");
+				}
+				route = &cfg->delivery.routes[cfg->delivery.nroutes++];
+				cur = NULL;
+				route->tls = CONFIG_OUT_TLS_OPPORTUNISTIC;
+				route->tls_verify = 0;
+				if (util_strlcpy(route->name, name, sizeof route->name) >=
+				    sizeof route->name) {
+					fclose(f);
+					return fail(err_r, path, lineno, "route name too long");
+				}
+				continue;
+			}
 			if (sscanf(s, "[listener %127[A-Za-z0-9_.-]]", name) != 1 ||
 			    s[strlen(s) - 1] != ']') {
 				fclose(f);
-				return fail(err_r, path, lineno, "expected [listener NAME]");
+				return fail(err_r, path, lineno,
+					    "expected [listener NAME] or [route NAME]");
 			}
 			if (cfg->nlisteners == CONFIG_MAX_LISTENERS) {
 				fclose(f);
 				return fail(err_r, path, lineno, "too many listeners");
 			}
+			route = NULL;
 			cur = &cfg->listeners[cfg->nlisteners++];
 			if (util_strlcpy(cur->name, name, sizeof cur->name) >= sizeof cur->name) {
 				fclose(f);
@@ -307,7 +331,10 @@ int config_load(const char *path, struct sluice_config *cfg, char **err_r)
 			fclose(f);
 			return fail(err_r, path, lineno, "empty value");
 		}
-		if ((cur ? listener_key(cur, k, v, &why) : global_key(cfg, dir, k, v, &why)) < 0) {
+		int kr = route ? config_route_key(route, k, v, &why)
+			 : cur ? listener_key(cur, k, v, &why)
+			       : global_key(cfg, dir, k, v, &why);
+		if (kr < 0) {
 			char msg[256];
 			snprintf(msg, sizeof msg, "%s: %s", k, why);
 			fclose(f);
@@ -322,6 +349,11 @@ int config_load(const char *path, struct sluice_config *cfg, char **err_r)
 		return -1;
 	if (cfg->store == NULL || cfg->spool_dir == NULL)
 		return fail(err_r, path, 0, "store and spool_dir are required");
+	{
+		const char *why = "out of memory";
+		if (config_delivery_check(&cfg->delivery, &why) < 0)
+			return fail(err_r, path, 0, why);
+	}
 	return 0;
 }
 
@@ -338,5 +370,6 @@ void config_free(struct sluice_config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		for (size_t j = 0; j < cfg->listeners[i].naddrs; j++)
 			free(cfg->listeners[i].addrs[j]);
+	config_delivery_free(&cfg->delivery);
 	memset(cfg, 0, sizeof *cfg);
 }

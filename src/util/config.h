@@ -25,6 +25,68 @@ struct config_listener {
 	enum config_mode mode;
 };
 
+#define CONFIG_MAX_ROUTES 32
+#define CONFIG_MAX_ROUTE_DOMAINS 16
+
+/* Outbound TLS of a delivery route or of MX delivery.
+ * opportunistic: STARTTLS when offered, no certificate check, plaintext
+ *   when not offered (RFC 3207 as MTAs practise it);
+ * required: STARTTLS must succeed or the message is deferred; the
+ *   certificate is checked only with tls_verify = yes;
+ * implicit: TLS from the first byte (port 465, RFC 8314). */
+enum config_out_tls {
+	CONFIG_OUT_TLS_NONE,
+	CONFIG_OUT_TLS_OPPORTUNISTIC,
+	CONFIG_OUT_TLS_REQUIRED,
+	CONFIG_OUT_TLS_IMPLICIT,
+};
+
+enum config_ip_pref { CONFIG_IP_IPV4_FIRST, CONFIG_IP_IPV6_FIRST, CONFIG_IP_IPV4_ONLY,
+		      CONFIG_IP_IPV6_ONLY };
+
+/* [route NAME]: mail for these recipient domains goes to one host (an
+ * upstream ESP or a smarthost) instead of the domain's MX. */
+struct config_route {
+	char name[64];
+	/* "example.com" (exactly), ".example.com" (its subdomains), "*" */
+	char *domains[CONFIG_MAX_ROUTE_DOMAINS];
+	size_t ndomains;
+	char *host;              /* name or IP literal, no MX lookup */
+	uint16_t port;
+	enum config_out_tls tls;
+	int tls_verify;          /* check the chain and the host name */
+	char *tls_ca_file;       /* trust these CAs (PEM) instead of the system's */
+	char *auth_user;         /* AUTH PLAIN/LOGIN, only under TLS */
+	char *auth_password;
+};
+
+struct config_delivery {
+	int enabled;                  /* delivery = on | off */
+	uint16_t mx_port;             /* 25; tests use another */
+	char *resolver;               /* "IP" or "IP@PORT"; NULL: /etc/resolv.conf */
+	char *resolver_trust_anchor;  /* DNSSEC anchors file; NULL: the root's (dnssec on) */
+	int dnssec;                   /* validate, and use DANE where TLSA is secure */
+	enum config_ip_pref ip_pref;
+	enum config_out_tls mx_tls;   /* none | opportunistic | required */
+	char *retry_schedule;         /* "5m,10m,20m,40m,1h,2h,4h": the last repeats */
+	uint32_t max_queue_lifetime;  /* seconds; then deferred recipients bounce */
+	uint32_t max_received;        /* more Received headers: a loop, bounced */
+	uint32_t dest_concurrency;    /* connections per destination at once */
+	uint32_t host_concurrency;    /* connections per MX host at once */
+	uint32_t messages_per_connection;
+	uint32_t dest_rate;           /* messages per minute per recipient domain; 0 off */
+	uint32_t max_connections;     /* outbound connections in all */
+	/* RFC 5321 4.5.3.2, seconds */
+	uint32_t timeout_connect;
+	uint32_t timeout_greeting;
+	uint32_t timeout_command;     /* EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET, QUIT */
+	uint32_t timeout_data_init;
+	uint32_t timeout_data_block;
+	uint32_t timeout_data_end;
+	struct config_route routes[CONFIG_MAX_ROUTES];
+	size_t nroutes;
+};
+
 struct sluice_config {
 	char *path;      /* the file it was read from */
 	char *hostname;  /* our name in the banner, EHLO and Received */
@@ -53,11 +115,27 @@ struct sluice_config {
 
 	struct config_listener listeners[CONFIG_MAX_LISTENERS];
 	size_t nlisteners;
+
+	struct config_delivery delivery;
 };
 
 void config_defaults(struct sluice_config *cfg);
 /* 0 ok; -1 with *err_r (malloc'd, "FILE:LINE: what") on a bad file. */
 int config_load(const char *path, struct sluice_config *cfg, char **err_r);
 void config_free(struct sluice_config *cfg);
+
+/* The route for a recipient domain (exact name, then the longest
+ * ".parent" suffix, then "*"), or NULL: deliver to the domain's MX. */
+const struct config_route *config_route_find(const struct config_delivery *d, const char *domain);
+
+/* config_delivery.c, used by config_load(): defaults, the delivery keys of
+ * the global section, and the keys of a [route NAME] section.  0 ok, 1 not
+ * a delivery key, -1 bad value with *why set. */
+void config_delivery_defaults(struct config_delivery *d);
+int config_delivery_key(struct config_delivery *d, const char *dir, const char *k, const char *v,
+			const char **why);
+int config_route_key(struct config_route *r, const char *k, char *v, const char **why);
+int config_delivery_check(struct config_delivery *d, const char **why);
+void config_delivery_free(struct config_delivery *d);
 
 #endif

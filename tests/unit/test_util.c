@@ -138,6 +138,74 @@ static void test_config_good(void **state)
 	free(path);
 }
 
+static void test_config_delivery(void **state)
+{
+	struct sluice_config cfg;
+	char *err = NULL;
+	char *path = write_tmp("store = sqlite:db\nspool_dir = spool\n"
+			       "mx_port = 2525\nresolver = 127.0.0.1@5353\n"
+			       "retry_schedule = 1s, 2s,1m\nmax_queue_lifetime = 2h\n"
+			       "ip_preference = ipv6-only\ndest_rate = 0\n"
+			       "timeout_data_end = 1m\n"
+			       "[route esp]\n"
+			       "domains = Example.COM, .corp.example\n"
+			       "host = [::1]:2525\n"
+			       "auth_user = relay\nauth_password = s3cret\n"
+			       "[route all]\ndomains = *\nhost = smarthost.example\ntls = implicit\n"
+			       "[route sub]\ndomains = .a.corp.example\nhost = 127.0.0.2:26\n"
+			       "tls = none\n");
+
+	(void)state;
+	config_defaults(&cfg);
+	assert_int_equal(config_load(path, &cfg, &err), 0);
+	assert_int_equal(cfg.delivery.mx_port, 2525);
+	assert_string_equal(cfg.delivery.resolver, "127.0.0.1@5353");
+	assert_string_equal(cfg.delivery.retry_schedule, "1s, 2s,1m");
+	assert_int_equal(cfg.delivery.max_queue_lifetime, 7200);
+	assert_int_equal(cfg.delivery.ip_pref, CONFIG_IP_IPV6_ONLY);
+	assert_int_equal(cfg.delivery.timeout_data_end, 60);
+	assert_int_equal(cfg.delivery.timeout_data_init, 120); /* RFC default kept */
+	assert_int_equal(cfg.delivery.nroutes, 3);
+	{
+		const struct config_route *r = &cfg.delivery.routes[0];
+		assert_string_equal(r->host, "::1");
+		assert_int_equal(r->port, 2525);
+		assert_string_equal(r->domains[0], "example.com");
+		/* AUTH never in the clear: opportunistic is raised to required */
+		assert_int_equal(r->tls, CONFIG_OUT_TLS_REQUIRED);
+		assert_int_equal(cfg.delivery.routes[1].port, 465); /* implicit default */
+		assert_int_equal(cfg.delivery.routes[2].port, 26);
+	}
+	static const struct {
+		const char *domain;
+		const char *route;
+	} finds[] = {
+		{"example.com", "esp"},     {"EXAMPLE.com", "esp"},   {"x.corp.example", "esp"},
+		{"b.a.corp.example", "sub"}, {"corp.example", "all"}, {"other.example", "all"},
+	};
+	for (size_t i = 0; i < sizeof finds / sizeof finds[0]; i++) {
+		const struct config_route *r = config_route_find(&cfg.delivery, finds[i].domain);
+		assert_non_null(r);
+		if (strcmp(r->name, finds[i].route) != 0)
+			fail_msg("%s: route %s, want %s", finds[i].domain, r->name, finds[i].route);
+	}
+	config_free(&cfg);
+	unlink(path);
+	free(path);
+
+	/* no routes: MX delivery, default schedule */
+	path = write_tmp("store = sqlite:db\nspool_dir = spool\n");
+	config_defaults(&cfg);
+	assert_int_equal(config_load(path, &cfg, &err), 0);
+	assert_null(config_route_find(&cfg.delivery, "example.com"));
+	assert_string_equal(cfg.delivery.retry_schedule, "5m,10m,20m,40m,1h,2h,4h");
+	assert_int_equal(cfg.delivery.mx_port, 25);
+	assert_int_equal(cfg.delivery.max_queue_lifetime, 5 * 86400);
+	config_free(&cfg);
+	unlink(path);
+	free(path);
+}
+
 static void test_config_bad(void **state)
 {
 	static const struct {
@@ -152,6 +220,18 @@ static void test_config_bad(void **state)
 		{"hostname\n", ":1: expected key = value"},
 		{"store = sqlite:x\nspool_dir = y\n[listener a]\n", ":0: a listener has no listen"},
 		{"hostname = x\n", ":0: store and spool_dir are required"},
+		{"mx_port = 0\n", ":1: mx_port: bad port"},
+		{"retry_schedule = 5m,soon\n", ":1: retry_schedule: must be a comma-separated"},
+		{"dest_concurrency = 0\n", ":1: dest_concurrency: must be greater than 0"},
+		{"mx_tls = implicit\n", ":1: mx_tls: must be none, opportunistic or required"},
+		{"[route r]\nhost = ::1:25\n", ":2: host: bad host: write an IPv6 address as"},
+		{"[route r]\nport = 25\n", ":2: port: unknown route key"},
+		{"store = sqlite:x\nspool_dir = y\n[route r]\ndomains = *\n",
+		 ":0: a route needs domains and host"},
+		{"store = sqlite:x\nspool_dir = y\n[route r]\ndomains = *\nhost = h\n"
+		 "tls = none\nauth_user = u\nauth_password = p\n",
+		 ":0: a route with AUTH needs tls"},
+		{"[route]\n", ":1: expected [listener NAME] or [route NAME]"},
 	};
 
 	(void)state;
@@ -178,6 +258,7 @@ int main(void)
 		cmocka_unit_test(test_buf),         cmocka_unit_test(test_strlcpy),
 		cmocka_unit_test(test_parse),       cmocka_unit_test(test_date),
 		cmocka_unit_test(test_config_good), cmocka_unit_test(test_config_bad),
+		cmocka_unit_test(test_config_delivery),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

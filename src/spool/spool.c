@@ -345,24 +345,64 @@ int spool_set_held(struct spool *s, const char *id, int held)
 	return commit_sync(s, op, id);
 }
 
-int spool_set_rcpt_state(struct spool *s, const char *id, size_t rcpt_index,
-			 const struct spool_rcpt *state)
+static struct spool_op *rcpt_state_op(struct spool *s, const char *id, size_t rcpt_index,
+				      const struct spool_rcpt *state)
 {
 	struct spool_op *op;
 
 	if (rcpt_index >= UINT32_MAX) {
 		errno = EINVAL;
-		return -1;
+		return NULL;
 	}
 	if (check_pending(s, id, rcpt_index) < 0)
-		return -1;
+		return NULL;
 	if ((op = calloc(1, sizeof *op)) == NULL)
-		return -1;
+		return NULL;
 	if (spool_record_encode_rcpt_state(&op->rec, id, (uint32_t)rcpt_index, state) < 0) {
+		op_free(op);
+		return NULL;
+	}
+	return op;
+}
+
+int spool_set_rcpt_state(struct spool *s, const char *id, size_t rcpt_index,
+			 const struct spool_rcpt *state)
+{
+	struct spool_op *op = rcpt_state_op(s, id, rcpt_index, state);
+
+	if (op == NULL)
+		return -1;
+	return commit_sync(s, op, id);
+}
+
+/* Queue op (record already encoded) for the next group commit; cb runs on
+ * the writer thread once it is durable or failed. */
+static int commit_async(struct spool *s, struct spool_op *op, const char *id, spool_done_cb *cb,
+			void *ctx)
+{
+	op->cb = cb;
+	op->ctx = ctx;
+	memcpy(op->id, id, SPOOL_ID_LEN);
+	op->id[SPOOL_ID_LEN] = '\0';
+	if (enqueue(s, op) < 0) {
 		op_free(op);
 		return -1;
 	}
-	return commit_sync(s, op, id);
+	return 0;
+}
+
+int spool_set_rcpt_state_async(struct spool *s, const char *id, size_t rcpt_index,
+			       const struct spool_rcpt *state, spool_done_cb *cb, void *ctx)
+{
+	struct spool_op *op;
+
+	if (cb == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((op = rcpt_state_op(s, id, rcpt_index, state)) == NULL)
+		return -1;
+	return commit_async(s, op, id, cb, ctx);
 }
 
 /* ---- queries ----------------------------------------------------------- */

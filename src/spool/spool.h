@@ -102,6 +102,14 @@ int spool_set_held(struct spool *spool, const char *id, int held);
 int spool_set_rcpt_state(struct spool *spool, const char *id, size_t rcpt_index,
 			 const struct spool_rcpt *state);
 
+/* The same as spool_set_rcpt_state() without waiting: the record joins the
+ * next group commit and cb runs once, on the writer thread, with status 0
+ * when it is durable (or < 0).  For the delivery engine, whose event loop
+ * must not block on fsync.  0 queued; -1 refused at once (errno; ENOENT:
+ * unknown or final id), cb not called then. */
+int spool_set_rcpt_state_async(struct spool *spool, const char *id, size_t rcpt_index,
+			       const struct spool_rcpt *state, spool_done_cb *cb, void *ctx);
+
 /* Index queries: messages with at least one pending recipient. */
 size_t spool_count(struct spool *spool);
 /* Call fn for every queued message, in arrival order; stop if fn returns

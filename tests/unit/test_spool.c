@@ -634,6 +634,80 @@ static void test_delete_hold_state(void **state)
 	tmpdir_free(dir);
 }
 
+struct async_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, status;
+};
+
+static void async_cb(void *ctx, int status, const char *id)
+{
+	struct async_wait *w = ctx;
+
+	(void)id;
+	pthread_mutex_lock(&w->mu);
+	w->done++;
+	if (status < 0)
+		w->status = status;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* async state records share group commits and survive a restart */
+static void test_rcpt_state_async(void **state)
+{
+	char *dir = tmpdir_new();
+	struct spool *s = open_ok(dir, 0);
+	struct async_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct spool_rcpt delivered = {.state = SPOOL_RCPT_DELIVERED, .attempts = 1,
+				       .last_reply = "250 2.0.0 ok"};
+	struct spool_rcpt failed = {.state = SPOOL_RCPT_FAILED, .attempts = 1,
+				    .last_reply = "550 5.1.1 no such user"};
+	struct spool_message m;
+	char ids[50][17];
+	int queued = 0;
+
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(submit_new(s, 100, ids[i]), 0);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(spool_load(s, ids[i], &m), 0);
+		for (size_t r = 0; r < m.nrcpts; r++) {
+			/* the last recipient of odd messages fails */
+			const struct spool_rcpt *st =
+				(i % 2 && r + 1 == m.nrcpts) ? &failed : &delivered;
+			if (i >= 40 && r + 1 == m.nrcpts)
+				continue; /* the last ten keep one pending */
+			assert_int_equal(
+				spool_set_rcpt_state_async(s, ids[i], r, st, async_cb, &w), 0);
+			queued++;
+		}
+		spool_message_free(&m);
+	}
+	assert_int_equal(spool_set_rcpt_state_async(s, "0000000000000001", 0, &delivered,
+						    async_cb, &w),
+			 -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(spool_set_rcpt_state_async(s, ids[45], 0, &delivered, NULL, NULL), -1);
+	pthread_mutex_lock(&w.mu);
+	while (w.done < queued)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_int_equal(w.status, 0);
+	assert_int_equal(spool_count(s), 10);
+	spool_close(&s);
+
+	s = open_ok(dir, 0);
+	assert_int_equal(spool_count(s), 10);
+	assert_int_equal(spool_load(s, ids[3], &m), 1);
+	assert_int_equal(spool_load(s, ids[45], &m), 0);
+	assert_int_equal(m.rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_string_equal(m.rcpts[0].last_reply, "250 2.0.0 ok");
+	assert_int_equal(m.rcpts[m.nrcpts - 1].state, SPOOL_RCPT_PENDING);
+	spool_message_free(&m);
+	spool_close(&s);
+	tmpdir_free(dir);
+}
+
 static void test_ids(void **state)
 {
 	char *dir = tmpdir_new();
@@ -1224,6 +1298,7 @@ int main(void)
 		cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_sync_failure),
 		cmocka_unit_test(test_crash),
+		cmocka_unit_test(test_rcpt_state_async),
 	};
 
 	log_init("test_spool", 0, LOG_LEVEL_WARN);

@@ -105,7 +105,7 @@ class Sluice:
     # ---- creation ---------------------------------------------------------
 
     @classmethod
-    def create(cls, binaries, label="t", max_errors=5, extra_global=""):
+    def create(cls, binaries, label="t", max_errors=5, extra_global="", extra_sections=""):
         label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
         root = tempfile.mkdtemp(prefix=f"sluice-it-{label}-")
         os.chmod(root, 0o755)  # sluiced runs as nobody after start
@@ -117,11 +117,16 @@ class Sluice:
             "relay": free_port(),
         }
         d = cls(binaries, root, ports, ipv6)
-        d.write_config(max_errors=max_errors, extra_global=extra_global)
+        d.write_config(max_errors=max_errors, extra_global=extra_global,
+                       extra_sections=extra_sections)
         d.provision()
         return d
 
-    def write_config(self, max_errors=5, extra_global=""):
+    def write_config(self, max_errors=5, extra_global="", extra_sections=""):
+        """The configuration; delivery is off unless extra_global turns it on (the
+        submission tests must never send to a real MX)."""
+        if not re.search(r"^\s*delivery\s*=", extra_global, re.M):
+            extra_global = "delivery = off\n" + extra_global
         p = self.ports
         sub_listen = f"127.0.0.1:{p['submission']}"
         if self.ipv6:
@@ -163,6 +168,8 @@ mode = submission
 listen = 127.0.0.1:{p['relay']}
 tls = starttls
 mode = relay
+
+{extra_sections}
 """
         self.conf.write_text(text)
         (self.root / "state").mkdir(exist_ok=True)

@@ -12,6 +12,10 @@
  * already read past the STARTTLS line (CVE-2011-0411 command injection):
  * this layer cannot know where the command ended.
  *
+ * Client connections (net_conn_tls_start_client() in tls.c) differ only in
+ * how they start: SSL_set_connect_state instead of accept; the handshake,
+ * reads, writes and close here serve both.
+ *
  * OpenSSL's socket BIO writes with write(2), not send(MSG_NOSIGNAL): the
  * daemon must ignore SIGPIPE, or a TLS peer that vanishes kills it.
  */
@@ -77,6 +81,7 @@ int net_conn_tls_start(struct net_conn *c, SSL_CTX *ctx)
 		goto fail;
 	SSL_set_accept_state(c->ssl);
 	c->handshaking = 1;
+	c->tls_mode = 0;
 	return 0;
 
 fail:
@@ -195,6 +200,7 @@ void net_conn_close(struct net_conn *c)
 		c->fd = -1;
 	}
 	c->handshaking = 0;
+	c->tls_mode = 0;
 }
 
 const char *net_conn_tls_version(const struct net_conn *c)

@@ -61,6 +61,7 @@ struct net_conn {
 	int fd;
 	SSL *ssl;                 /* NULL while plain */
 	int handshaking;
+	int tls_mode;             /* enum net_tls_mode of a client; 0 server side */
 };
 
 enum net_io {
@@ -82,5 +83,97 @@ void net_conn_close(struct net_conn *c);
 /* "TLSv1.3" and the cipher name, or NULL while plain. */
 const char *net_conn_tls_version(const struct net_conn *c);
 const char *net_conn_tls_cipher(const struct net_conn *c, int *bits_r);
+
+/* ---- TLS client (outbound delivery) ------------------------------------- */
+
+/* How much a delivery connection proves about its peer.  The handshake and
+ * net_conn_read/write work the same in every mode; what differs is what
+ * net_conn_tls_verified() can say afterwards:
+ *   OPPORTUNISTIC  encrypt whatever the certificate (RFC 7435); the chain
+ *                  and name are still checked, for the log only.
+ *   VERIFY         PKIX: the chain ends at a trust anchor of the context
+ *                  and a name matches (an upstream ESP, MTA-STS).
+ *   DANE           RFC 7672: the certificate matches a usable TLSA record
+ *                  of the TLSA base domain (the servername).
+ * In VERIFY and DANE a failed verification fails the handshake
+ * (NET_IO_ERROR, fail closed: a caller cannot send over it by mistake);
+ * net_conn_tls_verified() then tells why.  DANE with no usable record
+ * (RFC 7672 2.2: all of PKIX-TA(0)/PKIX-EE(1), unknown parameters, bad
+ * digests) falls back to unauthenticated TLS, as the RFC requires, and
+ * reports "not verified". */
+enum net_tls_mode {
+	NET_TLS_OPPORTUNISTIC = 1,
+	NET_TLS_VERIFY,
+	NET_TLS_DANE,
+};
+
+/* TLSA certificate usages, selectors, matching types (RFC 6698 7.2-7.4) */
+#define NET_TLSA_PKIX_TA 0
+#define NET_TLSA_PKIX_EE 1
+#define NET_TLSA_DANE_TA 2
+#define NET_TLSA_DANE_EE 3
+#define NET_TLSA_SEL_CERT 0
+#define NET_TLSA_SEL_SPKI 1
+#define NET_TLSA_MTYPE_FULL 0
+#define NET_TLSA_MTYPE_SHA256 1
+#define NET_TLSA_MTYPE_SHA512 2
+
+struct net_tls_tlsa {
+	uint8_t usage, selector, mtype;
+	const unsigned char *data; /* the certificate association data */
+	size_t len;
+};
+
+struct net_tls_client_params {
+	enum net_tls_mode mode;
+	/* SNI; the reference name of VERIFY; the TLSA base domain of DANE
+	 * (the MX host name after CNAME expansion).  Required. */
+	const char *servername;
+	/* More names a VERIFY or DANE-TA certificate may carry instead (the
+	 * next-hop domain, an ESP's other names).  Wildcards only as a whole
+	 * leftmost label. */
+	const char *const *names;
+	size_t nnames;
+	/* DANE only: the TLSA RRset, DNSSEC-validated by the caller. */
+	const struct net_tls_tlsa *tlsa;
+	size_t ntlsa;
+};
+
+struct net_tls_client_config {
+	const char *ca_file; /* PEM trust anchors for VERIFY, or NULL */
+	const char *ca_path; /* OpenSSL hashed folder, or NULL */
+	int system_ca;       /* also trust OpenSSL's default store */
+};
+
+/* Client context: TLS 1.2 and newer, no compression, no renegotiation,
+ * DANE enabled.  Servers that only speak TLS 1.0/1.1 fail the handshake;
+ * the caller may then retry without TLS when its policy allows.  One
+ * context serves every mode.  NULL with *err_r (malloc'd) on error. */
+SSL_CTX *net_tls_client_ctx_new(const struct net_tls_client_config *cfg, char **err_r);
+
+/* Start client-side TLS on conn (after the server's 220 to STARTTLS):
+ * SNI, names and TLSA records as p says; p and what it points to may be
+ * freed once this returns.  Drive it with net_conn_handshake().  0 ok,
+ * -1 with *why_r (static text). */
+int net_conn_tls_start_client(struct net_conn *c, SSL_CTX *ctx,
+			      const struct net_tls_client_params *p, const char **why_r);
+
+/* After the handshake: 1 if the peer was verified (DANE or PKIX, or an
+ * opportunistic peer whose chain and name happen to verify), 0 if not.
+ * *why_r (static text, may be NULL): "DANE-EE", "DANE-TA", "PKIX" when
+ * verified, else the reason ("certificate has expired", "no usable TLSA
+ * records", ...).  Also meaningful after a failed handshake. */
+int net_conn_tls_verified(const struct net_conn *c, const char **why_r);
+
+/* Which TLSA record authenticated a DANE-verified peer; depth 0 is the
+ * server's own certificate.  data points into the SSL (valid until
+ * close).  0 ok, -1 not DANE-verified. */
+struct net_tls_dane_match {
+	uint8_t usage, selector, mtype;
+	const unsigned char *data;
+	size_t len;
+	int depth;
+};
+int net_conn_tls_dane_match(const struct net_conn *c, struct net_tls_dane_match *m_r);
 
 #endif

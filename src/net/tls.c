@@ -1,7 +1,8 @@
 /*
  * tls: the server TLS context, and a self-signed certificate for first
  * start so that STARTTLS and port 465 work before the operator installs a
- * real one.
+ * real one; the client context and per-connection peer verification for
+ * delivery (opportunistic, PKIX, DANE per RFC 7672), see net.h.
  *
  * Files are written the durable way (temporary file, fsync, rename, fsync
  * the directory), the key created 0600 from the first byte: it is never
@@ -428,4 +429,242 @@ SSL_CTX *net_tls_server_ctx(const char *cert_path, const char *key_path, char **
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+/* ---- the client side: delivery ------------------------------------------ */
+
+SSL_CTX *net_tls_client_ctx_new(const struct net_tls_client_config *cfg, char **err_r)
+{
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		net_tls_fail(err_r, "tls client context");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		net_tls_fail(err_r, "tls minimum version");
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Once per context, so that any connection may turn DANE on. */
+	if (SSL_CTX_dane_enable(ctx) <= 0) {
+		net_tls_fail(err_r, "tls dane");
+		goto fail;
+	}
+	if (cfg != NULL && (cfg->ca_file != NULL || cfg->ca_path != NULL) &&
+	    SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_path) != 1) {
+		net_tls_fail(err_r, "load trust anchors %s%s%s",
+		             cfg->ca_file != NULL ? cfg->ca_file : "",
+		             cfg->ca_file != NULL && cfg->ca_path != NULL ? " " : "",
+		             cfg->ca_path != NULL ? cfg->ca_path : "");
+		goto fail;
+	}
+	if (cfg != NULL && cfg->system_ca && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		net_tls_fail(err_r, "load the system trust store");
+		goto fail;
+	}
+	return ctx;
+
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* RFC 7672 3.1.3: PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (no CA
+ * list to agree on); OpenSSL would accept them, so they are left out here.
+ * Returns the number of usable records added, -1 on an internal error. */
+static int net_tls_add_tlsa(SSL *ssl, const struct net_tls_client_params *p)
+{
+	int usable = 0;
+	size_t i;
+
+	for (i = 0; i < p->ntlsa; i++) {
+		const struct net_tls_tlsa *t = &p->tlsa[i];
+		int rc;
+
+		if (t->usage != NET_TLSA_DANE_TA && t->usage != NET_TLSA_DANE_EE)
+			continue;
+		rc = SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype, t->data, t->len);
+		if (rc < 0)
+			return -1;
+		/* 0: unknown selector or matching type, wrong digest length,
+		 * data that does not parse: unusable (RFC 7672 2.2), skip. */
+		if (rc > 0)
+			usable++;
+	}
+	ERR_clear_error(); /* the reasons of the unusable ones */
+	return usable;
+}
+
+/* The reference names: servername first, then p->names. */
+static int net_tls_set_names(SSL *ssl, const struct net_tls_client_params *p, int first_set)
+{
+	size_t i;
+
+	if (!first_set && SSL_set1_host(ssl, p->servername) != 1)
+		return -1;
+	for (i = 0; i < p->nnames; i++)
+		if (p->names[i] != NULL && SSL_add1_host(ssl, p->names[i]) != 1)
+			return -1;
+	/* "*.example.com" yes, "mx*.example.com" no (RFC 6125 6.4.3). */
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	return 0;
+}
+
+int net_conn_tls_start_client(struct net_conn *c, SSL_CTX *ctx,
+                              const struct net_tls_client_params *p, const char **why_r)
+{
+	const char *why = "out of memory";
+	int verify = SSL_VERIFY_PEER;
+
+	if (c->ssl != NULL || c->fd < 0) {
+		*why_r = "connection not ready for TLS";
+		return -1;
+	}
+	if (p->servername == NULL || *p->servername == '\0' || !net_hostname_ok(p->servername)) {
+		*why_r = "servername is not a DNS name";
+		return -1;
+	}
+	if (p->mode != NET_TLS_OPPORTUNISTIC && p->mode != NET_TLS_VERIFY &&
+	    p->mode != NET_TLS_DANE) {
+		*why_r = "unknown TLS mode";
+		return -1;
+	}
+	ERR_clear_error();
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL)
+		goto fail;
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_set_fd(c->ssl, c->fd) != 1)
+		goto fail;
+	if (SSL_set_tlsext_host_name(c->ssl, p->servername) != 1) {
+		why = "cannot set SNI";
+		goto fail;
+	}
+	switch (p->mode) {
+	case NET_TLS_OPPORTUNISTIC:
+		/* Names are set so that the verify result, which is only
+		 * logged, also covers the name. */
+		if (net_tls_set_names(c->ssl, p, 0) < 0)
+			goto fail;
+		verify = SSL_VERIFY_NONE;
+		break;
+	case NET_TLS_VERIFY:
+		if (net_tls_set_names(c->ssl, p, 0) < 0)
+			goto fail;
+		break;
+	case NET_TLS_DANE: {
+		int usable;
+
+		/* Sets servername as the first reference name, for DANE-TA. */
+		if (SSL_dane_enable(c->ssl, p->servername) <= 0) {
+			why = "cannot enable DANE";
+			goto fail;
+		}
+		/* RFC 7672 3.1.1: a DANE-EE certificate's names do not matter. */
+		SSL_dane_set_flags(c->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+		if (net_tls_set_names(c->ssl, p, 1) < 0)
+			goto fail;
+		usable = net_tls_add_tlsa(c->ssl, p);
+		if (usable < 0) {
+			why = "cannot add TLSA records";
+			goto fail;
+		}
+		/* No usable record: unauthenticated TLS, still mandatory
+		 * (RFC 7672 2.2); net_conn_tls_verified() says so. */
+		if (usable == 0)
+			verify = SSL_VERIFY_NONE;
+		break;
+	}
+	}
+	SSL_set_verify(c->ssl, verify, NULL);
+	SSL_set_connect_state(c->ssl);
+	c->handshaking = 1;
+	c->tls_mode = (int)p->mode;
+	return 0;
+
+fail:
+	log_debug("fd=%d tls client start failed servername=%s reason=\"%s\"", c->fd, p->servername,
+	          why);
+	ERR_clear_error();
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	*why_r = why;
+	return -1;
+}
+
+int net_conn_tls_verified(const struct net_conn *c, const char **why_r)
+{
+	const char *why;
+	long result;
+	int ok = 0;
+
+	if (c->ssl == NULL) {
+		why = "no TLS";
+		goto done;
+	}
+	if (c->tls_mode == 0) {
+		why = "not a client connection";
+		goto done;
+	}
+	result = SSL_get_verify_result(c->ssl);
+	if (!SSL_is_init_finished(c->ssl)) {
+		/* A failed VERIFY or DANE handshake leaves its reason here. */
+		why = result != X509_V_OK ? X509_verify_cert_error_string(result)
+		                          : "handshake not finished";
+		goto done;
+	}
+	if (SSL_get0_peer_certificate(c->ssl) == NULL) {
+		why = "no peer certificate";
+		goto done;
+	}
+	if (c->tls_mode == NET_TLS_DANE && SSL_get_verify_mode(c->ssl) == SSL_VERIFY_NONE) {
+		why = "no usable TLSA records";
+		goto done;
+	}
+	if (result != X509_V_OK) {
+		why = X509_verify_cert_error_string(result);
+		goto done;
+	}
+	if (c->tls_mode == NET_TLS_DANE) {
+		int depth = SSL_get0_dane_authority(c->ssl, NULL, NULL);
+		uint8_t usage = 0;
+
+		if (depth < 0 || SSL_get0_dane_tlsa(c->ssl, &usage, NULL, NULL, NULL, NULL) < 0) {
+			/* Cannot happen with only DANE-TA/EE records added:
+			 * OpenSSL fails the chain without a match. */
+			why = "no matching TLSA record";
+			goto done;
+		}
+		why = usage == NET_TLSA_DANE_EE ? "DANE-EE" : "DANE-TA";
+	} else {
+		why = "PKIX";
+	}
+	ok = 1;
+done:
+	if (why_r != NULL)
+		*why_r = why;
+	return ok;
+}
+
+int net_conn_tls_dane_match(const struct net_conn *c, struct net_tls_dane_match *m_r)
+{
+	int depth;
+
+	memset(m_r, 0, sizeof *m_r);
+	if (c->ssl == NULL || c->tls_mode != NET_TLS_DANE || !SSL_is_init_finished(c->ssl) ||
+	    SSL_get_verify_mode(c->ssl) == SSL_VERIFY_NONE ||
+	    SSL_get_verify_result(c->ssl) != X509_V_OK)
+		return -1;
+	depth = SSL_get0_dane_tlsa(c->ssl, &m_r->usage, &m_r->selector, &m_r->mtype, &m_r->data,
+	                           &m_r->len);
+	if (depth < 0) {
+		memset(m_r, 0, sizeof *m_r);
+		return -1;
+	}
+	m_r->depth = depth;
+	return 0;
 }

@@ -232,6 +232,7 @@ tls_key = $sldir/state/tls/key.pem
 control_socket = $sldir/state/sluiced.sock
 max_connections = 20000
 max_connections_per_ip = 20000
+delivery = off                     # acceptance only: nothing leaves the machine
 
 [listener relay]
 listen = 127.0.0.1:$SLPORT

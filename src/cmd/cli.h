@@ -105,5 +105,9 @@ int cli_network_remove(struct cli *cli);
 int cli_queue_list(struct cli *cli);
 int cli_queue_show(struct cli *cli);
 int cli_queue_delete(struct cli *cli);
+int cli_queue_retry(struct cli *cli);
+int cli_queue_hold(struct cli *cli);
+int cli_queue_release(struct cli *cli);
+int cli_queue_bounce(struct cli *cli);
 
 #endif

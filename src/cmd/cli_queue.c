@@ -373,9 +373,10 @@ enum cli_control {
 	CLI_CONTROL_ABSENT /* nobody listens: reason in why */
 };
 
-/* Ask sluiced to delete id.  why gets the reason when it is absent. */
-static enum cli_control cli_control_delete(struct cli *cli, const char *id, int *rc_r, char *why,
-                                           size_t whysize)
+/* Ask sluiced to do op ("delete", "retry", "hold", "release", "bounce")
+ * to id.  why gets the reason when it is absent. */
+static enum cli_control cli_control_op(struct cli *cli, const char *op, const char *id, int *rc_r,
+                                       char *why, size_t whysize)
 {
 	const char *path = cli->cfg.control_socket;
 	struct timeval tv = {.tv_sec = CLI_CONTROL_TIMEOUT, .tv_usec = 0};
@@ -405,7 +406,7 @@ static enum cli_control cli_control_delete(struct cli *cli, const char *id, int 
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	n = snprintf(req, sizeof req, "queue-delete %s\n", id);
+	n = snprintf(req, sizeof req, "queue-%s %s\n", op, id);
 	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
 		*rc_r = cli_error("sending to sluiced on %s: %s", path, strerror(errno));
 		close(fd);
@@ -422,14 +423,24 @@ static enum cli_control cli_control_delete(struct cli *cli, const char *id, int 
 	close(fd);
 	reply[len] = '\0';
 	if ((nl = strchr(reply, '\n')) == NULL) {
-		*rc_r = cli_error("no reply from sluiced on %s (message %s may or may not be "
-		                  "deleted: check with sluice queue show %s)",
-		                  path, id, id);
+		*rc_r = cli_error("no reply from sluiced on %s (%s of message %s may or may not "
+		                  "have happened: check with sluice queue show %s)",
+		                  path, op, id, id);
 		return CLI_CONTROL_DONE;
 	}
 	*nl = '\0';
-	if (strcmp(reply, "ok") == 0) {
-		printf("message %s deleted\n", id);
+	if (strcmp(reply, "ok") == 0 || strncmp(reply, "ok ", 3) == 0) {
+		static const char *const past[][2] = {{"delete", "deleted"},
+		                                      {"retry", "retry scheduled"},
+		                                      {"hold", "held"},
+		                                      {"release", "released"},
+		                                      {"bounce", "bounced"}};
+		const char *what = op;
+		for (size_t i = 0; i < sizeof past / sizeof past[0]; i++)
+			if (strcmp(past[i][0], op) == 0)
+				what = past[i][1];
+		printf("message %s: %s\n", id,
+		       reply[2] ? cli_safe(reply + 3, safe, sizeof safe) : what);
 		*rc_r = CLI_EXIT_OK;
 	} else if (strncmp(reply, "error ", 6) == 0) {
 		*rc_r = cli_error("%s", cli_safe(reply + 6, safe, sizeof safe));
@@ -440,41 +451,71 @@ static enum cli_control cli_control_delete(struct cli *cli, const char *id, int 
 	return CLI_CONTROL_DONE;
 }
 
-/* No daemon: take the spool's lock and delete directly. */
-static int cli_spool_delete(struct cli *cli, const char *id, const char *why)
+/* No daemon: take the spool's lock and change it directly.  bounce needs
+ * the daemon (it queues a DSN); the others are state records. */
+static int cli_spool_op(struct cli *cli, const char *op, const char *id, const char *why)
 {
 	struct spool_config sc = {.dir = cli->cfg.spool_dir, .batch_max = 1};
 	struct spool *spool = NULL;
 	struct spool_message m;
 	char *err = NULL;
+	const char *done = NULL;
 	int rc, r;
 
+	if (strcmp(op, "bounce") == 0)
+		return cli_error("cannot bounce %s: sluiced does not answer (%s); bounce needs a "
+		                 "running sluiced",
+		                 id, why);
 	if ((r = cli_spool_exists(cli)) < 0)
 		return CLI_EXIT_ERROR;
 	if (r == 0)
 		return cli_error("no message %s in the queue", id);
 	if (spool_open(&sc, &spool, &err) < 0) {
-		rc = cli_error("cannot delete %s: sluiced does not answer (%s), and %s", id, why,
+		rc = cli_error("cannot %s %s: sluiced does not answer (%s), and %s", op, id, why,
 		               err ? err : "the spool does not open");
 		free(err);
 		return rc;
 	}
 	r = spool_load(spool, id, &m);
-	if (r == 0)
-		spool_message_free(&m);
-	if (r == 1)
+	if (r == 1) {
 		rc = cli_error("no message %s in the queue", id);
-	else if (r < 0 || spool_delete(spool, id) < 0)
-		rc = cli_error("deleting %s: %s", id, strerror(errno));
-	else {
-		printf("message %s deleted\n", id);
+		goto out;
+	}
+	if (r < 0) {
+		rc = cli_error("reading %s: %s", id, strerror(errno));
+		goto out;
+	}
+	if (strcmp(op, "delete") == 0) {
+		r = spool_delete(spool, id);
+		done = "deleted";
+	} else if (strcmp(op, "hold") == 0 || strcmp(op, "release") == 0) {
+		r = spool_set_held(spool, id, op[0] == 'h');
+		done = op[0] == 'h' ? "held" : "released";
+	} else { /* retry: every pending recipient due now */
+		r = 0;
+		for (size_t i = 0; i < m.nrcpts && r == 0; i++) {
+			struct spool_rcpt st = m.rcpts[i];
+			if (st.state != SPOOL_RCPT_PENDING || st.next_attempt == 0)
+				continue;
+			st.next_attempt = 0;
+			r = spool_set_rcpt_state(spool, id, i, &st);
+		}
+		done = "retry at the next start of sluiced";
+	}
+	if (r < 0) {
+		rc = cli_error("%s %s: %s", op, id, strerror(errno));
+	} else {
+		printf("message %s: %s\n", id, done);
 		rc = CLI_EXIT_OK;
 	}
+out:
+	if (r != 1)
+		spool_message_free(&m);
 	spool_close(&spool);
 	return rc;
 }
 
-int cli_queue_delete(struct cli *cli)
+static int cli_queue_op(struct cli *cli, const char *op)
 {
 	char id[SPOOL_ID_LEN + 1], why[512];
 	int rc;
@@ -483,7 +524,32 @@ int cli_queue_delete(struct cli *cli)
 		return rc;
 	if (cli_state_prepare(cli) < 0)
 		return CLI_EXIT_ERROR;
-	if (cli_control_delete(cli, id, &rc, why, sizeof why) == CLI_CONTROL_DONE)
+	if (cli_control_op(cli, op, id, &rc, why, sizeof why) == CLI_CONTROL_DONE)
 		return rc;
-	return cli_spool_delete(cli, id, why);
+	return cli_spool_op(cli, op, id, why);
+}
+
+int cli_queue_delete(struct cli *cli)
+{
+	return cli_queue_op(cli, "delete");
+}
+
+int cli_queue_retry(struct cli *cli)
+{
+	return cli_queue_op(cli, "retry");
+}
+
+int cli_queue_hold(struct cli *cli)
+{
+	return cli_queue_op(cli, "hold");
+}
+
+int cli_queue_release(struct cli *cli)
+{
+	return cli_queue_op(cli, "release");
+}
+
+int cli_queue_bounce(struct cli *cli)
+{
+	return cli_queue_op(cli, "bounce");
 }

@@ -70,6 +70,13 @@ static const struct cli_command cli_commands[] = {
      "show ID [--json | --raw]", "a message's envelope, recipients and headers"},
     {"queue", "delete", 1, 1, 0, cli_queue_delete, "delete ID",
      "delete a message (through sluiced when it runs)"},
+    {"queue", "retry", 1, 1, 0, cli_queue_retry, "retry ID",
+     "try every pending recipient now"},
+    {"queue", "hold", 1, 1, 0, cli_queue_hold, "hold ID", "keep a message from delivery"},
+    {"queue", "release", 1, 1, 0, cli_queue_release, "release ID",
+     "deliver a held message again, at once"},
+    {"queue", "bounce", 1, 1, 0, cli_queue_bounce, "bounce ID",
+     "fail every pending recipient, with a DSN to the sender (needs sluiced)"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])

@@ -191,6 +191,7 @@ if [ -x "$sluiced" ]; then
 			echo "store = sqlite:state/sluice.db"
 			echo "spool_dir = spool"
 			echo "control_socket = state/sluiced.sock"
+			echo "delivery = off"
 			echo "[listener relay]"
 			echo "listen = 127.0.0.1:$port"
 			echo "tls = none"

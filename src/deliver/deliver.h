@@ -28,10 +28,14 @@ struct deliver_stats {
 int deliver_engine_start(const struct sluice_config *cfg, struct spool *spool,
 			 struct deliver_engine **e_r, char **err_r);
 /* Stop: connections in progress are closed (their recipients stay queued
- * and are tried again at the next start), the thread is joined.  Call
- * before spool_close().  Sets *e to NULL. */
-void deliver_engine_stop(struct deliver_engine **e);
-/* A message is durable in the spool: deliver it.  Any thread. */
+ * and are tried again at the next start), the thread is joined; the engine
+ * makes no more spool calls.  Call before spool_close(): the spool's last
+ * callbacks may still notify the engine, which is freed after it. */
+void deliver_engine_stop(struct deliver_engine *e);
+/* After spool_close().  Sets *e to NULL. */
+void deliver_engine_free(struct deliver_engine **e);
+/* A message is durable in the spool: deliver it.  Any thread; ignored
+ * once stopped. */
 void deliver_engine_notify(struct deliver_engine *e, const char *id);
 /* The operator's queue commands, from any thread but the engine's own:
  * op is "retry" (every pending recipient now), "hold", "release",

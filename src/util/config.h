@@ -27,6 +27,7 @@ struct config_listener {
 
 #define CONFIG_MAX_ROUTES 32
 #define CONFIG_MAX_ROUTE_DOMAINS 16
+#define CONFIG_MAX_RESOLVER_OPTIONS 8
 
 /* Outbound TLS of a delivery route or of MX delivery.
  * opportunistic: STARTTLS when offered, no certificate check, plaintext
@@ -65,6 +66,10 @@ struct config_delivery {
 	uint16_t mx_port;             /* 25; tests use another */
 	char *resolver;               /* "IP" or "IP@PORT"; NULL: /etc/resolv.conf */
 	char *resolver_trust_anchor;  /* DNSSEC anchors file; NULL: the root's (dnssec on) */
+	/* more libunbound settings ("name: value"), NULL-terminated; the key
+	 * may repeat (e.g. "local-zone: example.test. transparent") */
+	char *resolver_options[CONFIG_MAX_RESOLVER_OPTIONS + 1];
+	size_t nresolver_options;
 	int dnssec;                   /* validate, and use DANE where TLSA is secure */
 	enum config_ip_pref ip_pref;
 	enum config_out_tls mx_tls;   /* none | opportunistic | required */

@@ -16,7 +16,7 @@ void config_delivery_defaults(struct config_delivery *d)
 	memset(d, 0, sizeof *d);
 	d->enabled = 1;
 	d->mx_port = 25;
-	d->dnssec = 1;
+	d->dnssec = 0; /* on needs a validating path to the root, or an anchor */
 	d->ip_pref = CONFIG_IP_IPV4_FIRST;
 	d->mx_tls = CONFIG_OUT_TLS_OPPORTUNISTIC;
 	d->max_queue_lifetime = 5 * 86400;
@@ -160,6 +160,20 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 		return parse_out_tls(v, &d->mx_tls, 0, why);
 	if (strcmp(k, "resolver") == 0)
 		return set_string(&d->resolver, v);
+	if (strcmp(k, "resolver_option") == 0) {
+		if (d->nresolver_options == CONFIG_MAX_RESOLVER_OPTIONS) {
+			*why = "too many resolver options";
+			return -1;
+		}
+		if (strchr(v, ':') == NULL) {
+			*why = "must be \"name: value\" as in unbound.conf";
+			return -1;
+		}
+		if ((d->resolver_options[d->nresolver_options] = strdup(v)) == NULL)
+			return -1;
+		d->nresolver_options++;
+		return 0;
+	}
 	if (strcmp(k, "resolver_trust_anchor") == 0) {
 		free(d->resolver_trust_anchor);
 		if (v[0] == '/' || dir[0] == '\0') {
@@ -332,6 +346,8 @@ void config_delivery_free(struct config_delivery *d)
 	free(d->resolver);
 	free(d->resolver_trust_anchor);
 	free(d->retry_schedule);
+	for (size_t i = 0; i < d->nresolver_options; i++)
+		free(d->resolver_options[i]);
 	for (size_t i = 0; i < d->nroutes; i++) {
 		struct config_route *r = &d->routes[i];
 		for (size_t j = 0; j < r->ndomains; j++)

@@ -175,4 +175,223 @@ int smtp_server_body_8bit(const struct smtp_server *s);
 /* Memory the session holds now, for the idle-session figure. */
 size_t smtp_server_memory(const struct smtp_server *s);
 
+/* ---- client -------------------------------------------------------------- */
+
+/*
+ * Client contract (RFC 5321, 3207 STARTTLS, 4954 AUTH, 2920 PIPELINING,
+ * 1870 SIZE, 6152 8BITMIME, 6531 SMTPUTF8, 2034 ENHANCEDSTATUSCODES):
+ *   c = smtp_client_new(&cfg);            after connect (and, for
+ *                                         SMTP_CLIENT_TLS_IMPLICIT, the
+ *                                         TLS handshake): waits for 220
+ *   loop:
+ *     a = smtp_client_step(c, &ev);
+ *     NEED_INPUT -> send smtp_client_output() (the caller reports what it
+ *                   wrote with smtp_client_output_consumed() at once),
+ *                   read at most smtp_client_wants_input() octets and
+ *                   smtp_client_feed() them, or smtp_client_eof(); keep
+ *                   reading while output is pending (a pipelined group
+ *                   can be large).  Arm the timer with
+ *                   smtp_client_timeout_ms() whenever it waits, re-arm it
+ *                   on progress; when it fires, smtp_client_timeout().
+ *     STARTTLS   -> the STARTTLS command was answered 220 and the output
+ *                   is empty.  Read nothing more in plaintext: do the TLS
+ *                   handshake, then smtp_client_tls_started() (which sends
+ *                   EHLO again).  Bytes the server sent after its 220 were
+ *                   discarded by the client (RFC 3207 5: an injection).
+ *     READY      -> idle: smtp_client_send(c, &msg) or smtp_client_quit(c).
+ *     DONE       -> one message's outcome: ev.rcpts[i] for each recipient.
+ *     CLOSED     -> the session is over: flush what output remains (at
+ *                   most a QUIT, best effort) and close.  ev.failed says
+ *                   whether it failed; then ev.reply says why and applies
+ *                   to every recipient not yet answered (ev.rcpts, when a
+ *                   message was in progress, already carries it).
+ *   smtp_client_free(&c);
+ *
+ * Outcomes are replies: 2xx delivered, 4xx retry later, 5xx bounce.
+ * Failures of the session (timeout, lost connection, 421, protocol
+ * error, TLS or AUTH impossible) are 4xx; so is a 5xx greeting (the
+ * server refuses this client, not the recipients: Postfix's
+ * smtp_skip_5xx_greeting).  Only a 5xx to HELO, after EHLO failed, and
+ * the per-message refusals (MAIL, RCPT, DATA) are permanent.
+ *
+ * Hostile servers: a reply line over SMTP_CLIENT_LINE_MAX, a reply over
+ * SMTP_CLIENT_REPLY_LINES_MAX lines or SMTP_CLIENT_REPLY_MAX octets, a
+ * line without a code in 200..599, a continuation with another code, a
+ * NUL, or bytes nobody asked for all end the session with a 4xx
+ * "protocol error".  Memory is bounded whatever the server sends:
+ * input by SMTP_CLIENT_INPUT_MAX, body output by chunks.
+ */
+
+/* Reply limits; RFC 5321 allows 512 octets a line, servers exceed it. */
+#define SMTP_CLIENT_LINE_MAX 4096      /* one reply line, CRLF included */
+#define SMTP_CLIENT_REPLY_LINES_MAX 64 /* lines of one reply */
+#define SMTP_CLIENT_REPLY_MAX 16384    /* octets of one reply */
+#define SMTP_CLIENT_INPUT_MAX 32768    /* input buffered at most */
+#define SMTP_CLIENT_TEXT_MAX 512       /* reply text kept, NUL included */
+#define SMTP_CLIENT_RCPTS_MAX 1000     /* recipients per smtp_client_send() */
+/* An address as smtp_address_format() writes it: UTF-8 local part. */
+#define SMTP_CLIENT_ADDRESS_MAX (SMTP_LOCALPART_MAX * 4 + 1 + SMTP_DOMAIN_MAX)
+
+/* RFC 5321 4.5.3.2 defaults, milliseconds. */
+#define SMTP_CLIENT_TIMEOUT_GREETING 300000
+#define SMTP_CLIENT_TIMEOUT_COMMAND 300000
+#define SMTP_CLIENT_TIMEOUT_DATA_INIT 120000
+#define SMTP_CLIENT_TIMEOUT_DATA_BLOCK 180000
+#define SMTP_CLIENT_TIMEOUT_DATA_END 600000
+
+enum smtp_client_tls {
+	SMTP_CLIENT_TLS_NONE,          /* never STARTTLS */
+	SMTP_CLIENT_TLS_OPPORTUNISTIC, /* STARTTLS when offered; refused: plaintext */
+	SMTP_CLIENT_TLS_REQUIRED,      /* STARTTLS or fail (4.7.10) */
+	SMTP_CLIENT_TLS_IMPLICIT,      /* the caller did TLS before the 220 */
+};
+
+struct smtp_client_config {
+	const char *helo_name; /* our EHLO name; NULL: "localhost" */
+	enum smtp_client_tls tls;
+	/* NULL user: no AUTH.  AUTH only once TLS is active; PLAIN
+	 * preferred, LOGIN otherwise; not possible or refused: the session
+	 * fails (4xx, the messages are deferred). */
+	const char *auth_user;
+	const char *auth_password;
+	int no_pipelining; /* one command per reply even when offered */
+	/* Per stage, milliseconds; 0: the RFC 5321 default above. */
+	uint32_t timeout_greeting_ms;
+	uint32_t timeout_command_ms; /* EHLO, HELO, STARTTLS, AUTH, MAIL, RCPT, RSET, QUIT */
+	uint32_t timeout_data_init_ms;
+	uint32_t timeout_data_block_ms; /* each block of the message sent */
+	uint32_t timeout_data_end_ms;   /* the reply to the final "." */
+};
+
+/* The command a reply answered (or, for a timeout, the one waited on). */
+enum smtp_client_stage {
+	SMTP_CLIENT_STAGE_NONE, /* idle, or nothing sent */
+	SMTP_CLIENT_STAGE_GREETING,
+	SMTP_CLIENT_STAGE_EHLO,
+	SMTP_CLIENT_STAGE_HELO,
+	SMTP_CLIENT_STAGE_STARTTLS,
+	SMTP_CLIENT_STAGE_AUTH,
+	SMTP_CLIENT_STAGE_MAIL,
+	SMTP_CLIENT_STAGE_RCPT,
+	SMTP_CLIENT_STAGE_DATA,     /* DATA, waiting for 354 */
+	SMTP_CLIENT_STAGE_BODY,     /* sending the message */
+	SMTP_CLIENT_STAGE_DATA_END, /* "." sent, waiting for the reply */
+	SMTP_CLIENT_STAGE_RSET,
+	SMTP_CLIENT_STAGE_QUIT,
+};
+
+struct smtp_client_reply {
+	int code;          /* 200..599 */
+	char enhanced[16]; /* "5.1.1"; "" when the server gave none */
+	/* The server's text, lines joined by a space, printable ASCII only
+	 * (others become '?'), cut with "..." to fit. */
+	char text[SMTP_CLIENT_TEXT_MAX];
+	enum smtp_client_stage stage;
+	/* 1: not the server's reply as sent: made up by the client (timeout,
+	 * SIZE, SMTPUTF8, protocol error) or a 5xx turned into 4xx. */
+	int local;
+};
+
+enum smtp_client_action {
+	SMTP_CLIENT_NEED_INPUT,
+	SMTP_CLIENT_STARTTLS,
+	SMTP_CLIENT_READY,
+	SMTP_CLIENT_DONE,
+	SMTP_CLIENT_CLOSED,
+};
+
+struct smtp_client_event {
+	enum smtp_client_action action;
+	/* DONE, and CLOSED while a message was in progress: one final
+	 * outcome per recipient of the message, in its order: the RCPT reply
+	 * when it was not 2xx, else the reply to the final "." (or to DATA,
+	 * or the failure that ended the session).  Valid until the next
+	 * smtp_client_send() or smtp_client_free(). */
+	const struct smtp_client_reply *rcpts;
+	size_t nrcpts;
+	/* DONE: the reply that decided the message as a whole (end of data,
+	 * or DATA's, MAIL's or the client's own refusal).  CLOSED: why, when
+	 * failed; the QUIT reply (or nothing) when not. */
+	struct smtp_client_reply reply;
+	int failed; /* CLOSED: 0 after QUIT, 1 otherwise */
+};
+
+struct smtp_client_message {
+	const char *sender;       /* "local@domain", "" for the null sender */
+	const char *const *rcpts; /* "local@domain" each */
+	size_t nrcpts;            /* 1..SMTP_CLIENT_RCPTS_MAX */
+	/* CRLF-terminated lines, not dot-stuffed (a missing final CRLF is
+	 * added; a bare CR or LF is sent as CRLF, so the stream never holds
+	 * an end-of-data look-alike). */
+	const char *data;
+	size_t len;
+	int eightbit; /* BODY=8BITMIME when offered (sent anyway when not) */
+	int smtputf8; /* needs SMTPUTF8 (also implied by a non-ASCII address) */
+};
+
+struct smtp_client;
+
+/* What the server's EHLO offered (after STARTTLS: the second EHLO). */
+enum smtp_client_ext {
+	SMTP_CLIENT_EXT_PIPELINING = 1 << 0,
+	SMTP_CLIENT_EXT_SIZE = 1 << 1,
+	SMTP_CLIENT_EXT_8BITMIME = 1 << 2,
+	SMTP_CLIENT_EXT_SMTPUTF8 = 1 << 3,
+	SMTP_CLIENT_EXT_STARTTLS = 1 << 4,
+	SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES = 1 << 5,
+	SMTP_CLIENT_EXT_AUTH_PLAIN = 1 << 6,
+	SMTP_CLIENT_EXT_AUTH_LOGIN = 1 << 7,
+};
+
+/* NULL on allocation failure or a bad configuration (a HELO name or
+ * credentials that cannot be sent).  cfg strings must outlive the client. */
+struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg);
+/* Wipes buffered credentials; sets *c to NULL. */
+void smtp_client_free(struct smtp_client **c);
+
+/* Space for input now: 0 once closed or during STARTTLS. */
+size_t smtp_client_wants_input(const struct smtp_client *c);
+/* Bytes from the server; more than smtp_client_wants_input() is a
+ * protocol error (the session closes, the excess is not kept). */
+void smtp_client_feed(struct smtp_client *c, const void *data, size_t len);
+/* The server closed the connection (or the read failed). */
+void smtp_client_eof(struct smtp_client *c);
+/* The caller's timer for the current stage fired. */
+void smtp_client_timeout(struct smtp_client *c);
+/* The current stage's timeout in ms (0 when nothing is awaited). */
+uint32_t smtp_client_timeout_ms(const struct smtp_client *c);
+enum smtp_client_stage smtp_client_stage(const struct smtp_client *c);
+
+/* Bytes to send (a message body is produced a chunk at a time, so call
+ * again after consuming); the pointer is valid until the next call on c. */
+const char *smtp_client_output(struct smtp_client *c, size_t *len_r);
+void smtp_client_output_consumed(struct smtp_client *c, size_t n);
+
+enum smtp_client_action smtp_client_step(struct smtp_client *c, struct smtp_client_event *ev_r);
+
+/* After the TLS handshake that SMTP_CLIENT_STARTTLS asked for: forget the
+ * EHLO answer (RFC 3207 4.2) and send EHLO again.  Ignored otherwise. */
+void smtp_client_tls_started(struct smtp_client *c);
+
+/* Start a message; only when step() returned READY.  m and everything it
+ * points to must stay valid until its DONE (or CLOSED) event.  A
+ * recipient (or sender) that is not a valid address gets its own 553
+ * without being sent.  Returns 0, or -1 (nothing done) when not READY or
+ * m is unusable (no recipients, too many, NULL strings). */
+int smtp_client_send(struct smtp_client *c, const struct smtp_client_message *m);
+/* Send QUIT (only when READY); CLOSED follows its reply or EOF. */
+void smtp_client_quit(struct smtp_client *c);
+
+unsigned smtp_client_extensions(const struct smtp_client *c); /* enum smtp_client_ext bits */
+uint64_t smtp_client_size_limit(const struct smtp_client *c); /* SIZE n; 0: none given */
+int smtp_client_esmtp(const struct smtp_client *c);           /* EHLO was accepted */
+int smtp_client_tls_active(const struct smtp_client *c);
+int smtp_client_authenticated(const struct smtp_client *c);
+/* "RCPT TO", "end of DATA"...: for logs and DSNs ("in reply to ..."). */
+const char *smtp_client_stage_name(enum smtp_client_stage stage);
+/* r->enhanced, or one derived from the code ("4.0.0", "5.0.0", "2.0.0"). */
+const char *smtp_client_reply_status(const struct smtp_client_reply *r);
+/* Memory the client holds now. */
+size_t smtp_client_memory(const struct smtp_client *c);
+
 #endif

@@ -127,7 +127,8 @@ struct net_tls_tlsa {
 struct net_tls_client_params {
 	enum net_tls_mode mode;
 	/* SNI; the reference name of VERIFY; the TLSA base domain of DANE
-	 * (the MX host name after CNAME expansion).  Required. */
+	 * (the MX host name after CNAME expansion); a root dot at the end
+	 * is dropped.  Required. */
 	const char *servername;
 	/* More names a VERIFY or DANE-TA certificate may carry instead (the
 	 * next-hop domain, an ESP's other names).  Wildcards only as a whole

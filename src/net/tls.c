@@ -499,16 +499,36 @@ static int net_tls_add_tlsa(SSL *ssl, const struct net_tls_client_params *p)
 	return usable;
 }
 
-/* The reference names: servername first, then p->names. */
-static int net_tls_set_names(SSL *ssl, const struct net_tls_client_params *p, int first_set)
+/* name without its root dot, if any, into out: DNS hands MX names out as
+ * "mx.example.com.", but neither SNI (RFC 6066 3) nor OpenSSL's name
+ * checks accept the dot.  -1 if it does not fit. */
+static int net_tls_name(const char *name, char out[NET_TLS_HOSTNAME_MAX + 2])
 {
+	size_t n = util_strlcpy(out, name, NET_TLS_HOSTNAME_MAX + 2);
+
+	if (n > NET_TLS_HOSTNAME_MAX + 1)
+		return -1;
+	if (n > 1 && out[n - 1] == '.')
+		out[n - 1] = '\0';
+	return 0;
+}
+
+/* The reference names: servername (unless SSL_dane_enable set it), then
+ * p->names. */
+static int net_tls_set_names(SSL *ssl, const char *servername,
+                             const struct net_tls_client_params *p)
+{
+	char name[NET_TLS_HOSTNAME_MAX + 2];
 	size_t i;
 
-	if (!first_set && SSL_set1_host(ssl, p->servername) != 1)
+	if (servername != NULL && SSL_set1_host(ssl, servername) != 1)
 		return -1;
-	for (i = 0; i < p->nnames; i++)
-		if (p->names[i] != NULL && SSL_add1_host(ssl, p->names[i]) != 1)
+	for (i = 0; i < p->nnames; i++) {
+		if (p->names[i] == NULL)
+			continue;
+		if (net_tls_name(p->names[i], name) < 0 || SSL_add1_host(ssl, name) != 1)
 			return -1;
+	}
 	/* "*.example.com" yes, "mx*.example.com" no (RFC 6125 6.4.3). */
 	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	return 0;
@@ -517,6 +537,7 @@ static int net_tls_set_names(SSL *ssl, const struct net_tls_client_params *p, in
 int net_conn_tls_start_client(struct net_conn *c, SSL_CTX *ctx,
                               const struct net_tls_client_params *p, const char **why_r)
 {
+	char name[NET_TLS_HOSTNAME_MAX + 2];
 	const char *why = "out of memory";
 	int verify = SSL_VERIFY_PEER;
 
@@ -540,7 +561,7 @@ int net_conn_tls_start_client(struct net_conn *c, SSL_CTX *ctx,
 	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (SSL_set_fd(c->ssl, c->fd) != 1)
 		goto fail;
-	if (SSL_set_tlsext_host_name(c->ssl, p->servername) != 1) {
+	if (net_tls_name(p->servername, name) < 0 || SSL_set_tlsext_host_name(c->ssl, name) != 1) {
 		why = "cannot set SNI";
 		goto fail;
 	}
@@ -548,25 +569,25 @@ int net_conn_tls_start_client(struct net_conn *c, SSL_CTX *ctx,
 	case NET_TLS_OPPORTUNISTIC:
 		/* Names are set so that the verify result, which is only
 		 * logged, also covers the name. */
-		if (net_tls_set_names(c->ssl, p, 0) < 0)
+		if (net_tls_set_names(c->ssl, name, p) < 0)
 			goto fail;
 		verify = SSL_VERIFY_NONE;
 		break;
 	case NET_TLS_VERIFY:
-		if (net_tls_set_names(c->ssl, p, 0) < 0)
+		if (net_tls_set_names(c->ssl, name, p) < 0)
 			goto fail;
 		break;
 	case NET_TLS_DANE: {
 		int usable;
 
 		/* Sets servername as the first reference name, for DANE-TA. */
-		if (SSL_dane_enable(c->ssl, p->servername) <= 0) {
+		if (SSL_dane_enable(c->ssl, name) <= 0) {
 			why = "cannot enable DANE";
 			goto fail;
 		}
 		/* RFC 7672 3.1.1: a DANE-EE certificate's names do not matter. */
 		SSL_dane_set_flags(c->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-		if (net_tls_set_names(c->ssl, p, 1) < 0)
+		if (net_tls_set_names(c->ssl, NULL, p) < 0)
 			goto fail;
 		usable = net_tls_add_tlsa(c->ssl, p);
 		if (usable < 0) {

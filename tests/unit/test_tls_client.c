@@ -428,8 +428,14 @@ static const struct tls_case cases[] = {
 	 .verified = 1, .why = "PKIX", .version = "TLSv1.2", .dane_depth = -1},
 	{.name = "verify ok by an extra name", .server = SRV_CA_LEAF, .ca = CA_OURS,
 	 .mode = NET_TLS_VERIFY, .servername = "smtp.esp.example",
-	 .names = {"other.esp.example", MX_NAME}, .handshake_ok = 1, .verified = 1,
+	 .names = {"other.esp.example", MX_NAME "."}, .handshake_ok = 1, .verified = 1,
 	 .why = "PKIX", .version = "TLSv1.3", .dane_depth = -1},
+	{.name = "verify ok, name with the root dot", .server = SRV_CA_LEAF, .ca = CA_OURS,
+	 .mode = NET_TLS_VERIFY, .servername = MX_NAME ".", .handshake_ok = 1, .verified = 1,
+	 .why = "PKIX", .version = "TLSv1.3", .dane_depth = -1},
+	{.name = "dane-ta, name with the root dot", .server = SRV_CA_LEAF, .mode = NET_TLS_DANE,
+	 .servername = MX_NAME ".", .tlsa = {TLSA(2, 0, 1, T_CA)}, .handshake_ok = 1,
+	 .verified = 1, .why = "DANE-TA", .version = "TLSv1.3", .dane_depth = 1},
 	{.name = "verify, wrong name", .server = SRV_CA_LEAF, .ca = CA_OURS,
 	 .mode = NET_TLS_VERIFY, .servername = "wrong.test.example", .handshake_ok = 0,
 	 .why = "hostname mismatch", .dane_depth = -1},
@@ -631,7 +637,7 @@ static void test_dane_ee_reports_record(void **state)
 	unsigned char spki[32];
 	struct net_tls_tlsa t = {.usage = 3, .selector = 1, .mtype = 1, .data = spki};
 	struct net_tls_client_params p = {
-	    .mode = NET_TLS_DANE, .servername = "mx.elsewhere.example", .tlsa = &t, .ntlsa = 1};
+	    .mode = NET_TLS_DANE, .servername = "mx.elsewhere.example.", .tlsa = &t, .ntlsa = 1};
 	struct net_tls_dane_match m;
 	const char *why = NULL;
 	struct run r;
@@ -649,8 +655,9 @@ static void test_dane_ee_reports_record(void **state)
 	assert_int_equal(m.depth, 0);
 	assert_int_equal(m.len, 32);
 	assert_memory_equal(m.data, spki, 32);
-	/* The SNI was the TLSA base domain, and the server side is no
-	 * client: it has nothing to say about verification. */
+	/* The SNI was the TLSA base domain without its root dot, and the
+	 * server side is no client: it has nothing to say about
+	 * verification. */
 	assert_string_equal(SSL_get_servername(r.server.c.ssl, TLSEXT_NAMETYPE_host_name),
 	                    "mx.elsewhere.example");
 	assert_int_equal(net_conn_tls_verified(&r.server.c, &why), 0);

@@ -301,6 +301,7 @@ static void client_on_starttls(struct smtp_client *c, const struct smtp_client_r
 			         c->in.len - len);
 			util_wipe(c->in.data + len, c->in.len - len);
 			c->in.len = len;
+			c->in.data[len] = '\0';
 		}
 		c->state = CLIENT_HANDSHAKE;
 		return;

@@ -52,6 +52,9 @@ struct fuzz {
 	/* command lines: where the current one started */
 	size_t line_len;
 	int line_cr;
+	enum smtp_client_tls tls;
+	int quit;          /* QUIT was asked for */
+	size_t after_quit; /* octets sent since */
 };
 
 /* Reference dot-stuffing, written apart from the client's: split into
@@ -105,9 +108,21 @@ static void fuzz_check_rcpts(const struct smtp_client_event *ev, size_t nrcpts)
 		fuzz_check_reply(&ev->rcpts[i]);
 }
 
-/* Commands: CRLF lines, no bare CR or LF, no NUL, bounded. */
+/* Commands: CRLF lines, no bare CR or LF, no NUL, bounded; credentials
+ * and mail only under TLS when it is needed; nothing after QUIT. */
 static void fuzz_check_commands(struct fuzz *f, const char *o, size_t n)
 {
+	int tls = smtp_client_tls_active(f->c);
+
+	if (!tls && (memmem(o, n, "AUTH", 4) || memmem(o, n, "cGFzcw", 6)))
+		__builtin_trap();
+	if (!tls && f->tls == SMTP_CLIENT_TLS_REQUIRED && memmem(o, n, "MAIL", 4))
+		__builtin_trap();
+	if (f->quit) {
+		f->after_quit += n;
+		if (f->after_quit > 6 || memcmp(o, &"QUIT\r\n"[f->after_quit - n], n) != 0)
+			__builtin_trap();
+	}
 	for (size_t i = 0; i < n; i++) {
 		char ch = o[i];
 
@@ -190,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0];
 	msgs = data[2];
 	cfg.tls = modes[mode & 3];
+	f.tls = cfg.tls;
 	if (mode & 4) {
 		cfg.auth_user = "user";
 		cfg.auth_password = "pass";
@@ -270,6 +286,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			} else {
 				smtp_client_quit(f.c);
 				quit = 1;
+				f.quit = 1;
 			}
 			continue;
 		case SMTP_CLIENT_DONE:

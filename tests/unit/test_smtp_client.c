@@ -1320,6 +1320,56 @@ static void test_input_bound(void **state)
 	smtp_client_free(&c);
 }
 
+/* A large pipelined group: every recipient in one write, every reply
+ * matched in order, read a few octets at a time. */
+static void test_many_recipients(void **state)
+{
+	enum { N = 150 };
+	static char names[N][32];
+	const char *rcpts[N];
+	struct smtp_client *c = ready_client(S_EHLO_FULL);
+	struct smtp_client_message m = MSG1;
+	struct smtp_client_event ev;
+	struct buf in = BUF_INIT;
+	size_t n, lines = 0;
+	const char *o;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof names[i], "r%d@y.example", i);
+		rcpts[i] = names[i];
+	}
+	m.rcpts = rcpts;
+	m.nrcpts = N;
+	assert_int_equal(smtp_client_send(c, &m), 0);
+	assert_int_equal(smtp_client_step(c, NULL), SMTP_CLIENT_NEED_INPUT);
+	o = smtp_client_output(c, &n);
+	for (size_t i = 0; i < n; i++)
+		lines += o[i] == '\n';
+	assert_int_equal(lines, N + 2);
+	assert_memory_equal(o + n - 6, C_DATA, 6);
+	smtp_client_output_consumed(c, n);
+	assert_int_equal(buf_append_str(&in, S_OK_MAIL), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(buf_append_str(&in, i % 7 == 3 ? S_UNKNOWN : S_OK_RCPT), 0);
+	assert_int_equal(buf_append_str(&in, S_GO), 0);
+	for (size_t i = 0; i < in.len; i += 5) {
+		smtp_client_feed(c, in.data + i, in.len - i < 5 ? in.len - i : 5);
+		assert_int_equal(smtp_client_step(c, NULL), SMTP_CLIENT_NEED_INPUT);
+	}
+	buf_free(&in);
+	expect_output(c, C_BODY1);
+	feed_str(c, S_OK_DATA);
+	assert_int_equal(smtp_client_step(c, &ev), SMTP_CLIENT_DONE);
+	assert_int_equal(ev.nrcpts, N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(ev.rcpts[i].code, i % 7 == 3 ? 550 : 250);
+		assert_int_equal(ev.rcpts[i].stage,
+		                 i % 7 == 3 ? SMTP_CLIENT_STAGE_RCPT : SMTP_CLIENT_STAGE_DATA_END);
+	}
+	assert_int_equal(smtp_client_step(c, NULL), SMTP_CLIENT_READY);
+	smtp_client_free(&c);
+}
+
 /* The handshake: nothing more is read in plaintext; its failures. */
 static void test_handshake(void **state)
 {
@@ -1435,8 +1485,8 @@ int main(void)
 	const struct CMUnitTest fixed[] = {
 	    cmocka_unit_test(test_timeouts),    cmocka_unit_test(test_big_body),
 	    cmocka_unit_test(test_server_info), cmocka_unit_test(test_reply_text),
-	    cmocka_unit_test(test_input_bound), cmocka_unit_test(test_handshake),
-	    cmocka_unit_test(test_misuse),
+	    cmocka_unit_test(test_input_bound), cmocka_unit_test(test_many_recipients),
+	    cmocka_unit_test(test_handshake),   cmocka_unit_test(test_misuse),
 	};
 	size_t nfixed = sizeof fixed / sizeof fixed[0];
 	struct CMUnitTest *tests = calloc(n + nfixed, sizeof *tests);

@@ -699,11 +699,17 @@ static void test_rcpt_state_async(void **state)
 	s = open_ok(dir, 0);
 	assert_int_equal(spool_count(s), 10);
 	assert_int_equal(spool_load(s, ids[3], &m), 1);
-	assert_int_equal(spool_load(s, ids[45], &m), 0);
-	assert_int_equal(m.rcpts[0].state, SPOOL_RCPT_DELIVERED);
-	assert_string_equal(m.rcpts[0].last_reply, "250 2.0.0 ok");
-	assert_int_equal(m.rcpts[m.nrcpts - 1].state, SPOOL_RCPT_PENDING);
-	spool_message_free(&m);
+	/* submit_new() picks the recipient count: every one but the last
+	 * of the last ten was delivered, the last is pending */
+	for (int i = 40; i < 50; i++) {
+		assert_int_equal(spool_load(s, ids[i], &m), 0);
+		for (size_t r = 0; r + 1 < m.nrcpts; r++) {
+			assert_int_equal(m.rcpts[r].state, SPOOL_RCPT_DELIVERED);
+			assert_string_equal(m.rcpts[r].last_reply, "250 2.0.0 ok");
+		}
+		assert_int_equal(m.rcpts[m.nrcpts - 1].state, SPOOL_RCPT_PENDING);
+		spool_message_free(&m);
+	}
 	spool_close(&s);
 	tmpdir_free(dir);
 }

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <openssl/ssl.h>
@@ -176,5 +177,118 @@ struct net_tls_dane_match {
 	int depth;
 };
 int net_conn_tls_dane_match(const struct net_conn *c, struct net_tls_dane_match *m_r);
+
+/* ---- DNS resolver (libunbound) -------------------------------------------
+ *
+ * Asynchronous lookups, DNSSEC-validated when configured, on the caller's
+ * libevent loop.  The contract:
+ * - one resolver per event loop; every call on that loop's thread;
+ * - net_resolve() returns 0 and the callback then runs exactly once, later,
+ *   from the loop (never inside net_resolve()), unless the query is
+ *   cancelled or the resolver freed first; or it returns -1 (a name or
+ *   type it does not take, resolver failure) and the callback never runs;
+ * - the answer and everything it points to live only during the callback:
+ *   copy what you keep;
+ * - a callback may start, cancel, or free the resolver (pending queries'
+ *   callbacks then never run).
+ * Names, in and out, are text without the trailing dot ("." is the root),
+ * of letters, digits, '-' and '_' only; answers give them in lower case. */
+
+struct event_base;
+
+#define NET_DNS_NAME_MAX 254           /* 253 characters and the NUL */
+#define NET_RESOLVE_TIMEOUT_MS 15000u  /* per query, when the config says 0 */
+
+enum net_dns_type {
+	NET_DNS_A = 1,
+	NET_DNS_MX = 15,
+	NET_DNS_TXT = 16,
+	NET_DNS_AAAA = 28,
+	NET_DNS_TLSA = 52,
+};
+
+enum net_dns_status {
+	NET_DNS_OK,       /* count records (plus skipped unusable ones) */
+	NET_DNS_NODATA,   /* the name exists, without records of the type */
+	NET_DNS_NXDOMAIN, /* the name does not exist */
+	NET_DNS_TEMPFAIL, /* SERVFAIL, REFUSED, timeout, network, malformed answer */
+	NET_DNS_BOGUS,    /* DNSSEC validation failed: no data is given out */
+};
+
+struct net_dns_rr {
+	union {
+		struct in_addr a;
+		struct in6_addr aaaa;
+		struct {
+			uint16_t preference;
+			char exchange[NET_DNS_NAME_MAX]; /* "." for a null MX */
+		} mx;
+		struct {
+			const char *text; /* the strings joined (RFC 7208 3.3), NUL-terminated */
+			size_t len;       /* may hold NULs of its own */
+		} txt;
+		struct net_tls_tlsa tlsa;
+	};
+};
+
+struct net_dns_answer {
+	enum net_dns_status status;
+	int secure;  /* validated: the records, or the NODATA/NXDOMAIN denial */
+	int rrtype;
+	char qname[NET_DNS_NAME_MAX];
+	char canonname[NET_DNS_NAME_MAX]; /* after CNAMEs; qname when none */
+	uint32_t ttl;
+	const char *why; /* TEMPFAIL and BOGUS: for logs ("SERVFAIL", "timeout", ...) */
+	const struct net_dns_rr *rrs;
+	size_t count;
+	/* records of the type left out as unusable: an MX exchange that is not
+	 * a host name of the characters above */
+	size_t skipped;
+	void *mem; /* internal */
+};
+
+struct net_resolver_config {
+	/* Forwarders, "127.0.0.1@5353, ::1": every query goes to them and
+	 * only them.  NULL: the nameservers of /etc/resolv.conf. */
+	const char *server;
+	/* DS or DNSKEY records in zone file format.  Given: validate with it.
+	 * NULL with dnssec set: the root anchor of dns-root-data
+	 * (/usr/share/dns/root.key) or unbound-anchor. */
+	const char *trust_anchor_file;
+	int dnssec;          /* validate (implied by trust_anchor_file) */
+	uint32_t timeout_ms; /* per query; 0: NET_RESOLVE_TIMEOUT_MS */
+	/* More libunbound settings, "name: value" each, NULL-terminated, or
+	 * NULL.  The tests need "local-zone: sluice.test. transparent":
+	 * libunbound answers for .test itself (RFC 6761). */
+	const char *const *options;
+};
+
+typedef void net_resolve_cb(void *ctx, const struct net_dns_answer *a);
+
+/* NULL with *err_r (malloc'd) on a bad setting or anchor file. */
+struct net_resolver *net_resolver_new(struct event_base *base,
+				      const struct net_resolver_config *cfg, char **err_r);
+void net_resolver_free(struct net_resolver **r);
+/* Look up name's rrtype records (enum net_dns_type).  *query_id_r (may be
+ * NULL) names the query for net_resolve_cancel(); never 0. */
+int net_resolve(struct net_resolver *r, const char *name, int rrtype, net_resolve_cb *cb, void *ctx,
+		uint64_t *query_id_r);
+/* The callback will not run.  0, or -1 when the query has ended. */
+int net_resolve_cancel(struct net_resolver *r, uint64_t query_id);
+struct event_base *net_resolver_base(const struct net_resolver *r);
+size_t net_resolver_pending(const struct net_resolver *r);
+
+/* Pure helpers, apart from the resolver so they are tested and fuzzed on
+ * their own.  Lower-case in into out; trailing dot dropped.  0, or -1 when
+ * it is not a name of the characters above. */
+int net_dns_name_normalize(const char *in, char out[NET_DNS_NAME_MAX]);
+/* The rrtype records (class IN) of a DNS response's answer section into
+ * a->rrs, a->count and a->skipped; free with net_dns_answer_clear().  0,
+ * or -1 when the packet is malformed (nothing to clear then). */
+int net_dns_parse_answer(const uint8_t *pkt, size_t len, int rrtype, struct net_dns_answer *a);
+void net_dns_answer_clear(struct net_dns_answer *a);
+/* "MX", or NULL for a type the resolver does not take. */
+const char *net_dns_type_name(int rrtype);
+const char *net_dns_status_name(enum net_dns_status s);
 
 #endif

@@ -851,8 +851,12 @@ static void test_torn_tail(void **state)
 		path = path_join(dir, last);
 		assert_int_equal(record_offsets(path, offs, 8, &size), 5);
 		/* keep cuts[ci] bytes of the fifth record (or drop cuts[ci] from its end) */
-		assert_int_equal(truncate(path, (off_t)(ci % 2 ? size - cuts[ci]
-							    : offs[4] + cuts[ci])), 0);
+		{
+			/* the record's size is random: keep less than all of it */
+			size_t rec = size - offs[4], cut = cuts[ci] < rec ? cuts[ci] : rec - 1;
+			assert_int_equal(truncate(path, (off_t)(ci % 2 ? size - cut : offs[4] + cut)),
+					 0);
+		}
 		s = open_ok(dir, 0);
 		assert_int_equal(spool_count(s), 4);
 		for (int i = 0; i < 4; i++)

@@ -3,13 +3,15 @@
  * (hostile) server.
  *
  * Input: byte 0 chooses the session (TLS mode, AUTH, pipelining allowed,
- * how the input ends), byte 1 the read size (or whole reads), byte 2 the
- * messages (how many, which recipients and flags), byte 3 the length of
- * the message body taken from the bytes that follow; the rest is what
- * the server sends.  The harness plays the caller: it feeds no more than
- * smtp_client_wants_input(), completes STARTTLS at once, sends the
- * messages when READY, then QUITs, and ends the input with EOF or a
- * timeout.
+ * how the input ends), byte 1 how the server's bytes are read (a line at
+ * a time, as a server that answers what it was sent; up to each 0xff
+ * octet, which is dropped, so a read may hold several replies or bytes
+ * nobody asked for; fixed-size chunks; or all at once, which a strict
+ * client takes for replies ahead of their commands), byte 2 the messages (how many, which
+ * recipients and flags), byte 3 the length of the message body taken from the bytes that follow,
+ * byte 4 the write size; the rest is what the server sends.  The harness plays the caller: it feeds
+ * no more than smtp_client_wants_input(), completes STARTTLS at once, sends the messages when
+ * READY, then QUITs, and ends the input with EOF or a timeout.
  *
  * Oracles: every reply reported has a code in 200..599 (a failure 4xx or
  * 5xx); DONE and CLOSED carry one outcome per recipient; the session
@@ -197,9 +199,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *rcpts[3];
 	size_t pos, chunk, body_len, nmsgs, sent = 0, done = 0, iterations = 0, budget;
 	uint8_t mode, msgs;
+	int turns;
 	int quit = 0, ended = 0;
 
-	if (size < 4)
+	if (size < 5)
 		return 0;
 	memset(&f, 0, sizeof f);
 	mode = data[0];
@@ -211,9 +214,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.auth_password = "pass";
 	}
 	cfg.no_pipelining = (mode >> 3) & 1;
-	chunk = data[1] & 0x80 ? (size_t)(data[1] & 0x7f) + 1 : SMTP_CLIENT_INPUT_MAX;
+	/* 0: a line at a time; 3: up to each 0xff */
+	chunk = (data[1] & 3) == 1   ? (size_t)(data[1] >> 2) + 1
+	        : (data[1] & 3) == 2 ? SMTP_CLIENT_INPUT_MAX
+	                             : 0;
+	turns = (data[1] & 3) == 3;
 	body_len = data[3] % (FUZZ_BODY_MAX + 1);
-	pos = 4;
+	pos = 5;
 	if (body_len > size - pos)
 		body_len = size - pos;
 
@@ -243,7 +250,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (ev.action != a || ++iterations > budget)
 			__builtin_trap();
-		fuzz_drain(&f, data[1] & 0x40 ? (uint8_t)(data[1] & 0x3f) + 1 : 0);
+		fuzz_drain(&f, data[4]);
 		if (smtp_client_memory(f.c) > FUZZ_MEMORY_MAX)
 			__builtin_trap();
 		if (a == SMTP_CLIENT_CLOSED) {
@@ -316,8 +323,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			if (n > want)
 				n = want;
-			if (n > chunk)
+			if (turns) {
+				const uint8_t *sep = memchr(data + pos, 0xff, n);
+
+				if (sep == data + pos) {
+					pos++; /* an empty turn */
+					continue;
+				}
+				if (sep != NULL)
+					n = (size_t)(sep - (data + pos));
+			} else if (chunk == 0) {
+				const uint8_t *lf = memchr(data + pos, '\n', n);
+
+				if (lf != NULL)
+					n = (size_t)(lf - (data + pos)) + 1;
+			} else if (n > chunk) {
 				n = chunk;
+			}
 			smtp_client_feed(f.c, data + pos, n);
 			pos += n;
 		}

@@ -2,8 +2,12 @@
  * The control socket: a Unix stream socket (mode 0600) on which the sluice
  * CLI asks the running daemon for changes only the spool's owner may make.
  * One request line, one reply line:
- *   "queue-delete ID"  ->  "ok" | "error TEXT"
+ *   "queue-OP ID"      ->  "ok [TEXT]" | "error TEXT"
+ *                          OP: delete, retry, hold, release, bounce
  *   "ping"             ->  "ok"
+ * With delivery on, queue operations go to the delivery engine, so its
+ * view of the queue and the spool never disagree; with delivery off they
+ * change the spool directly (bounce and retry then have nothing to do).
  * Requests are tiny and local, so they are served inline with a short
  * receive timeout rather than through a state machine.
  */
@@ -90,22 +94,47 @@ static void control_request(struct sluiced *d, int fd, char *line)
 {
 	if (strcmp(line, "ping") == 0) {
 		control_reply(fd, "ok");
-	} else if (strncmp(line, "queue-delete ", 13) == 0) {
-		const char *id = line + 13;
+	} else if (strncmp(line, "queue-", 6) == 0 && strchr(line, ' ') != NULL) {
+		char op[16], text[256];
+		const char *sp = strchr(line, ' '), *id = sp + 1;
+		size_t oplen = (size_t)(sp - line - 6);
 		struct spool_message m;
-		int r = spool_load(d->spool, id, &m);
+		int r;
 
-		if (r == 1) {
+		if (oplen == 0 || oplen >= sizeof op) {
+			control_reply(fd, "error unknown request");
+			return;
+		}
+		memcpy(op, line + 6, oplen);
+		op[oplen] = '\0';
+		if (strcmp(op, "delete") && strcmp(op, "retry") && strcmp(op, "hold") &&
+		    strcmp(op, "release") && strcmp(op, "bounce")) {
+			control_reply(fd, "error unknown request");
+			return;
+		}
+		if (d->deliver != NULL) {
+			r = deliver_engine_command(d->deliver, op, id, text, sizeof text);
+			if (r == 0)
+				log_info("queue=%s %s by=operator", id, op);
+			control_reply(fd, r == 0 ? "ok %s" : "error %s", text);
+			return;
+		}
+		if ((r = spool_load(d->spool, id, &m)) == 1) {
 			control_reply(fd, "error no message %s in the queue", id);
 			return;
 		}
 		if (r == 0)
 			spool_message_free(&m);
-		if (r < 0 || spool_delete(d->spool, id) < 0) {
-			control_reply(fd, "error deleting %s: %s", id, strerror(errno));
+		if (strcmp(op, "retry") == 0 || strcmp(op, "bounce") == 0) {
+			control_reply(fd, "error delivery is off in this sluiced");
 			return;
 		}
-		log_info("queue=%s deleted by=operator", id);
+		if (r < 0 || (strcmp(op, "delete") == 0 ? spool_delete(d->spool, id)
+							 : spool_set_held(d->spool, id, op[0] == 'h')) < 0) {
+			control_reply(fd, "error %s %s: %s", op, id, strerror(errno));
+			return;
+		}
+		log_info("queue=%s %s by=operator", id, op);
 		control_reply(fd, "ok");
 	} else {
 		control_reply(fd, "error unknown request");

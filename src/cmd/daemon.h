@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "auth/auth.h"
+#include "deliver/deliver.h"
 #include "net/net.h"
 #include "policy/policy.h"
 #include "spool/spool.h"
@@ -53,6 +54,7 @@ struct sluiced {
 	struct auth_cache *auth_cache;
 	struct auth_limiter *auth_limiter;
 	struct policy_networks *networks;
+	struct deliver_engine *deliver; /* NULL: delivery = off */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
 	size_t nlisteners;

@@ -401,6 +401,10 @@ static void spool_done(void *ctx, int status, const char *id)
 	struct session *s = ctx;
 	struct daemon_completion *c = calloc(1, sizeof *c);
 
+	/* delivery may start before the client hears 250: the message is
+	 * durable now, whatever happens to the session */
+	if (status == 0)
+		deliver_engine_notify(s->d->deliver, id);
 	if (c == NULL)
 		log_panic("out of memory queueing a spool completion");
 	c->kind = COMPLETION_SPOOL;

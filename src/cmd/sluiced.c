@@ -376,11 +376,20 @@ int main(int argc, char **argv)
 		event_add(d.control_ev, NULL);
 	}
 
+	if (d.cfg.delivery.enabled) {
+		if (deliver_engine_start(&d.cfg, d.spool, &d.deliver, &err) < 0)
+			log_fatal("delivery start failed error=\"%s\"", err ? err : "?");
+	} else {
+		log_info("delivery off: messages are queued, not sent");
+	}
+
 	log_info("ready hostname=%s listeners=%zu", d.cfg.hostname, d.nlisteners);
 	event_base_dispatch(d.base);
 
 	log_info("shutting down sessions=%zu", d.nsessions);
+	deliver_engine_stop(d.deliver); /* no more spool calls from it */
 	spool_close(&d.spool); /* waits for the last group commit */
+	deliver_engine_free(&d.deliver);
 	completions_run(d.done_fd, EV_READ, &d);
 	session_free_all(&d);
 	auth_pool_free(&d.auth_pool);

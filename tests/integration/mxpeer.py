@@ -61,7 +61,7 @@ class _Handler:
         r = self.peer.mail_reply
         if r:
             return r
-        envelope.mail_from = address
+        envelope.mail_from = address  # "<>" for the null sender: aiosmtpd needs it non-empty
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
@@ -93,7 +93,7 @@ class _Handler:
             obj = server.transport.get_extra_info("ssl_object")
             tls = obj.version() if obj is not None else "TLS"
         msg = {
-            "mail_from": envelope.mail_from,
+            "mail_from": "" if envelope.mail_from in ("<>", "") else envelope.mail_from,
             "mail_options": list(envelope.mail_options),
             "rcpts": list(envelope.rcpt_tos),
             "data": envelope.original_content,

@@ -46,6 +46,8 @@ struct dl_conn {
 	struct smtp_client *smtp;
 	int after_starttls;
 	int plaintext_retry;    /* opportunistic TLS failed: this target again, plain */
+	unsigned capped;        /* targets skipped: their host was at its cap */
+	int tried;              /* targets actually connected to */
 	uint64_t resolve_id;
 	char remote[256 + NET_ADDR_STRLEN + 16]; /* "host[addr]:port": logs, DSNs */
 	struct smtp_client_reply fail; /* the last failure of a target */
@@ -95,6 +97,16 @@ static void dl_conn_finish(struct dl_conn *c)
 	if (c->resolve_id)
 		dl_resolve_cancel(e, c->resolve_id);
 	dl_conn_drop_socket(c);
+	if (c->job != NULL && c->tried == 0 && c->capped > 0 && !e->stopping) {
+		/* every host at its cap: not an attempt, the job waits */
+		struct dl_job *j = c->job;
+		c->job = NULL;
+		for (size_t i = 0; i < j->sj->nrcpts; i++)
+			j->m->rcpts[j->sj->rcpts[i]].busy = 0;
+		sched_job_postpone(e->sched, &j->sj, dl_now_ms() + 1000);
+		j->m->busy--;
+		dl_job_free(j);
+	}
 	if (c->job != NULL) {
 		struct dl_job *j = c->job;
 		c->job = NULL;
@@ -187,6 +199,13 @@ static void dl_conn_connect(struct dl_conn *c)
 	int fd;
 
 	net_addr_str((const struct sockaddr *)&t->addr, addr);
+	if (sched_conn_host(c->e->sched, c->sc, t->host) < 0) {
+		/* this MX host has all the connections it may have: another
+		 * host, or the job waits without an attempt counted */
+		c->capped++;
+		dl_conn_next_target(c);
+		return;
+	}
 	snprintf(c->remote, sizeof c->remote, "%s[%s]:%u", t->host, addr, (unsigned)t->port);
 	fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -196,6 +215,7 @@ static void dl_conn_connect(struct dl_conn *c)
 	}
 	c->conn.fd = fd;
 	c->conn.ssl = NULL;
+	c->tried++;
 	if ((c->ev = event_new(c->e->base, fd, EV_WRITE, dl_conn_event, c)) == NULL) {
 		dl_set_fail(c, 451, "4.3.0", "out of memory");
 		dl_conn_next_target(c);

@@ -355,3 +355,21 @@ def test_restart_mid_delivery_loses_nothing(sluice_factory, peers):
     msgs = peer.wait_messages(1, timeout=30)
     assert len(msgs) >= 1 and msgs[-1]["rcpts"] == ["k@example.org"]
     assert queue_empty(sl)
+
+
+def test_stalled_server_times_out_and_defers(sluice_factory, peers):
+    """The peer does not answer RCPT within timeout_remote_command: the attempt ends,
+    the recipient is deferred with a 4xx, and sluiced keeps serving."""
+    peer, _ = peers()
+    peer.stall_at = ("RCPT", 20)
+    peer.start()
+    sl = delivering_sluice(sluice_factory, peer, tls="none", retry="1h",
+                           extra="timeout_remote_command = 2s\n")
+    t0 = time.monotonic()
+    qid, _ = submit(sl, "s@example.org", token())
+    assert wait_for(lambda: rcpt_states(sl, qid)["s@example.org"]["attempts"] >= 1,
+                    timeout=15), sl.log_tail(20)
+    assert time.monotonic() - t0 < 12
+    r = rcpt_states(sl, qid)["s@example.org"]
+    assert r["state"] == "pending" and r["last_reply"].startswith("4"), r
+    assert peer.messages == []

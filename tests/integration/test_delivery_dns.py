@@ -195,3 +195,18 @@ def test_bogus_zone_defers(sluice_factory, dns, mx_port, peers, cleanup_sinks):
                     timeout=30), sl.log_tail(30)
     assert rcpt_states(sl, qid)["b@bogus.sluice.test"]["last_reply"].startswith("4")
     assert p.messages == []
+
+
+def test_ipv6_only_mx(sluice_factory, dns, mx_port, peers, cleanup_sinks):
+    """An MX with only an AAAA record (::1) is reached over IPv6."""
+    from sluicelib import have_ipv6
+    if not have_ipv6():
+        pytest.skip("no IPv6 loopback on this machine")
+    made, make = peers
+    p = make("::1", mx_port)
+    sl = dns_sluice(sluice_factory, dns, mx_port)
+    cleanup_sinks.append(sl)
+    submit(sl, "v@v6only.sluice.test", token())
+    msgs = p.wait_messages(1, timeout=30)
+    assert len(msgs) == 1 and msgs[0]["peer"] == "::1", (msgs, sl.log_tail(20))
+    assert "[::1]" in sl.log_text()

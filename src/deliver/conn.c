@@ -97,8 +97,10 @@ static void dl_conn_finish(struct dl_conn *c)
 	if (c->resolve_id)
 		dl_resolve_cancel(e, c->resolve_id);
 	dl_conn_drop_socket(c);
-	if (c->job != NULL && c->tried == 0 && c->capped > 0 && !e->stopping) {
-		/* every host at its cap: not an attempt, the job waits */
+	if (c->job != NULL && (e->stopping || (c->tried == 0 && c->capped > 0))) {
+		/* every host at its cap, or sluiced stops: not an attempt; the
+		 * job waits (and after a restart its recipients are due as they
+		 * were) */
 		struct dl_job *j = c->job;
 		c->job = NULL;
 		for (size_t i = 0; i < j->sj->nrcpts; i++)

@@ -65,6 +65,9 @@ int defaults_embedded(struct sluice_config *cfg, char **err_r)
 		for (size_t j = 0; j < 2; j++)
 			l->addrs[l->naddrs++] = strdup(default_listeners[i].addrs[j]);
 	}
+	/* the demo queues without sending: nothing leaves the machine until
+	 * an operator configures delivery (resolver, routes) in a file */
+	cfg->delivery.enabled = 0;
 	{
 		const char *why = "out of memory";
 		if (config_delivery_check(&cfg->delivery, &why) < 0) {

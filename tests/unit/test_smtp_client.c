@@ -124,14 +124,14 @@ struct exchange {
 
 struct conversation {
 	const char *name;
-	enum smtp_client_tls tls;
 	const char *user, *password;
-	int no_pipelining;
-	int whole_only; /* depends on what arrives in one read */
-	int no_quit;    /* stay READY when the messages are sent */
 	const struct smtp_client_message *msgs[MAX_MSGS];
 	struct exchange steps[MAX_STEPS];
 	const char *events;
+	enum smtp_client_tls tls;
+	int no_pipelining;
+	int whole_only; /* depends on what arrives in one read */
+	int no_quit;    /* stay READY when the messages are sent */
 	int ends_closed;
 };
 

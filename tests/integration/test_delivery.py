@@ -373,3 +373,44 @@ def test_stalled_server_times_out_and_defers(sluice_factory, peers):
     r = rcpt_states(sl, qid)["s@example.org"]
     assert r["state"] == "pending" and r["last_reply"].startswith("4"), r
     assert peer.messages == []
+
+
+def test_queued_messages_share_a_connection(sluice_factory, peers):
+    """Messages that wait for a busy destination (dest_concurrency = 1, the peer slow to
+    answer the first DATA) leave over the connection already open: five messages, one
+    connection (one EHLO)."""
+    peer, _ = peers()
+    peer.stall_at = ("DATA", 3)
+    peer.start()
+    sl = delivering_sluice(sluice_factory, peer, tls="none", extra="dest_concurrency = 1\n")
+    submit(sl, "r0@example.org", token())
+    assert wait_for(lambda: peer.connections == 1, timeout=10)
+    for i in range(1, 5):
+        submit(sl, f"r{i}@example.org", token())
+    peer.stall_at = None  # the first DATA is still waiting out its stall
+    msgs = peer.wait_messages(5, timeout=20)
+    assert len(msgs) == 5, sl.log_tail(20)
+    assert peer.connections == 1, peer.connections
+    assert queue_empty(sl)
+
+
+def test_destination_rate_is_smooth(sluice_factory, peers):
+    """dest_rate = 30 (messages per minute to one domain): three messages due together
+    leave about two seconds apart, not in a burst."""
+    peer, _ = peers()
+    peer.start()
+    sl = delivering_sluice(sluice_factory, peer, tls="none",
+                           extra="dest_rate = 30\nmessages_per_connection = 1\n")
+    for i in range(3):
+        submit(sl, f"q{i}@example.org", token())
+    msgs = peer.wait_messages(3, timeout=30)
+    assert len(msgs) == 3, sl.log_tail(20)
+    import re
+    pat = re.compile(r"^(\S+) \S+ level=info queue=\S+ deliver to=<q\d@example.org> .*"
+                     r"status=sent", re.M)
+    assert wait_for(lambda: len(pat.findall(sl.log_text())) == 3, timeout=10)
+    stamps = pat.findall(sl.log_text())
+    from datetime import datetime
+    t = sorted(datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() for s in stamps)
+    # GCRA: 2 s apart (the first may go at once); allow scheduling slack
+    assert t[2] - t[0] >= 3.0, t

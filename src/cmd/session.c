@@ -187,7 +187,9 @@ static void session_event(evutil_socket_t fd, short what, void *arg)
 
 static void session_arm(struct session *s, short what)
 {
-	struct timeval tv = {.tv_sec = s->d->cfg.timeout_command, .tv_usec = 0};
+	struct timeval tv = {.tv_sec = smtp_server_in_data(s->smtp) ? s->d->cfg.timeout_data
+								     : s->d->cfg.timeout_command,
+			     .tv_usec = 0};
 
 	event_del(s->ev);
 	event_assign(s->ev, s->d->base, s->conn.fd, what, session_event, s);

@@ -540,6 +540,11 @@ int smtp_server_authenticated(const struct smtp_server *s)
 	return s->authenticated;
 }
 
+int smtp_server_in_data(const struct smtp_server *s)
+{
+	return s->phase == SMTP_PHASE_DATA;
+}
+
 int smtp_server_smtputf8(const struct smtp_server *s)
 {
 	return s->smtputf8;

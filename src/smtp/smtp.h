@@ -170,6 +170,9 @@ const struct smtp_address *smtp_server_rcpt(const struct smtp_server *s, size_t 
 const char *smtp_server_helo(const struct smtp_server *s); /* "" before HELO/EHLO */
 int smtp_server_esmtp(const struct smtp_server *s);        /* EHLO was used */
 int smtp_server_authenticated(const struct smtp_server *s);
+/* Reading a message after 354: the data-block timeout applies (RFC 5321
+ * 4.5.3.2.6), not the command timeout. */
+int smtp_server_in_data(const struct smtp_server *s);
 int smtp_server_smtputf8(const struct smtp_server *s);     /* this transaction */
 int smtp_server_body_8bit(const struct smtp_server *s);
 /* Memory the session holds now, for the idle-session figure. */

@@ -328,3 +328,23 @@ def test_helo_then_mail(sluice):
         r = c.cmd("HELO client.sluice.test")
         assert r.code == 250
         assert c.cmd("MAIL FROM:<alice@acme.example>").code == 250, c.transcript_text()
+
+
+def test_data_timeout_applies_inside_a_message(sluice_factory):
+    """timeout_data (here 2 s) governs the wait between blocks of a message, while the
+    command timeout stays long: a client that stalls after DATA gets 421 4.4.2 and is
+    disconnected; nothing is queued."""
+    import time
+    sl = sluice_factory(extra_global="timeout_command = 300\ntimeout_data = 2\n")
+    tok = token()
+    with session(sl, "relay") as c:
+        assert c.cmd("MAIL FROM:<alice@acme.example>").code == 250
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: " + tok.encode() + b"\r\n\r\npartial line")
+        t0 = time.monotonic()
+        r = c.read_reply(timeout=20)
+        assert r.startswith(421, "4.4.2"), c.transcript_text()
+        assert time.monotonic() - t0 < 10
+        assert c.wait_closed(5)
+    assert sl.find_token(tok) == []

@@ -1,7 +1,8 @@
 /*
  * The sluice CLI's internals, shared by sluice.c (main, argument dispatch,
- * common helpers), cli_tenant.c (tenant, domain, network) and cli_queue.c
- * (queue).  Not a module interface: nothing outside src/cmd includes it.
+ * common helpers), cli_tenant.c (tenant, domain, network), cli_queue.c
+ * (queue) and cli_probe.c (probe).  Not a module interface: nothing
+ * outside src/cmd includes it.
  *
  * Contract of a command: it gets a struct cli whose configuration is
  * loaded and whose positional arguments were counted against the
@@ -32,6 +33,8 @@ enum cli_flag {
 	CLI_FLAG_PASSWORD_STDIN = 1 << 1,
 	CLI_FLAG_VERIFIED = 1 << 2,
 	CLI_FLAG_RAW = 1 << 3,
+	CLI_FLAG_PORTS = 1 << 4,   /* --ports LIST: cli->opt_ports */
+	CLI_FLAG_TIMEOUT = 1 << 5, /* --timeout SECONDS: cli->opt_timeout */
 };
 
 #define CLI_MAX_ARGS 2
@@ -46,10 +49,15 @@ struct cli {
 	unsigned flags;      /* enum cli_flag given on the command line */
 	const char *args[CLI_MAX_ARGS];
 	size_t nargs;
+	const char *opt_ports;   /* --ports, NULL when not given */
+	const char *opt_timeout; /* --timeout, NULL when not given */
 };
 
 /* ---- sluice.c: helpers every command uses ------------------------------- */
 
+/* "sluice: TEXT" and the usage of group (NULL: all) on stderr; returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *group, const char *fmt, ...) UTIL_PRINTF(2, 3);
 /* "sluice: TEXT" on stderr; returns CLI_EXIT_ERROR. */
 int cli_error(const char *fmt, ...) UTIL_PRINTF(1, 2);
 /* Print a store error (and free it) for store return code rc, returns
@@ -109,5 +117,7 @@ int cli_queue_retry(struct cli *cli);
 int cli_queue_hold(struct cli *cli);
 int cli_queue_release(struct cli *cli);
 int cli_queue_bounce(struct cli *cli);
+
+int cli_probe(struct cli *cli);
 
 #endif

@@ -2,8 +2,8 @@
  * sluice: the operator CLI.  This file owns main(), the command table and
  * its argument parsing, and the helpers every command shares (errors,
  * JSON output, passwords, privileges, the store handle).  The commands
- * themselves live in cli_tenant.c (tenant, domain, network) and
- * cli_queue.c (queue).
+ * themselves live in cli_tenant.c (tenant, domain, network),
+ * cli_queue.c (queue) and cli_probe.c (probe).
  *
  * Exit codes: 0 done; 1 an operational error (not found, exists, store or
  * spool trouble), one line on stderr; 2 a usage error, with the usage of
@@ -32,7 +32,7 @@
 
 struct cli_command {
 	const char *group;
-	const char *name;
+	const char *name; /* NULL: the group is the command ("sluice probe HOST") */
 	size_t min_args, max_args;
 	unsigned flags; /* enum cli_flag accepted */
 	int (*run)(struct cli *cli);
@@ -77,6 +77,9 @@ static const struct cli_command cli_commands[] = {
      "deliver a held message again, at once"},
     {"queue", "bounce", 1, 1, 0, cli_queue_bounce, "bounce ID",
      "fail every pending recipient, with a DSN to the sender (needs sluiced)"},
+    {"probe", NULL, 0, 1, CLI_FLAG_JSON | CLI_FLAG_PORTS | CLI_FLAG_TIMEOUT, cli_probe,
+     "[HOST] [--ports LIST] [--timeout S] [--json]",
+     "which SMTP ports reach HOST: TLS, AUTH, a verdict"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
@@ -84,14 +87,30 @@ static const struct cli_command cli_commands[] = {
 static const struct {
 	const char *name;
 	unsigned flag;
+	int takes_value; /* "--ports LIST": the next argument, see cli_flag_value() */
 } cli_flags[] = {
-    {"--json", CLI_FLAG_JSON},
-    {"--password-stdin", CLI_FLAG_PASSWORD_STDIN},
-    {"--verified", CLI_FLAG_VERIFIED},
-    {"--raw", CLI_FLAG_RAW},
+    {"--json", CLI_FLAG_JSON, 0},
+    {"--password-stdin", CLI_FLAG_PASSWORD_STDIN, 0},
+    {"--verified", CLI_FLAG_VERIFIED, 0},
+    {"--raw", CLI_FLAG_RAW, 0},
+    {"--ports", CLI_FLAG_PORTS, 1},
+    {"--timeout", CLI_FLAG_TIMEOUT, 1},
 };
 
-static const char *const cli_groups[] = {"tenant", "domain", "network", "queue"};
+static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe"};
+
+/* Where the value of an option that takes one goes. */
+static const char **cli_flag_value(struct cli *cli, unsigned flag)
+{
+	switch (flag) {
+	case CLI_FLAG_PORTS:
+		return &cli->opt_ports;
+	case CLI_FLAG_TIMEOUT:
+		return &cli->opt_timeout;
+	default:
+		return NULL;
+	}
+}
 
 static int cli_group_known(const char *group)
 {
@@ -123,9 +142,7 @@ static void cli_usage(FILE *f, const char *group)
 		           "  sluice help [GROUP], sluice GROUP --help, sluice --version\n");
 }
 
-static int cli_usage_error(const char *group, const char *fmt, ...) UTIL_PRINTF(2, 3);
-
-static int cli_usage_error(const char *group, const char *fmt, ...)
+int cli_usage_error(const char *group, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -390,12 +407,16 @@ int cli_password(struct cli *cli, char out[AUTH_PASSWORD_MAX + 1], int *generate
 
 /* ---- main ------------------------------------------------------------------------ */
 
+/* name NULL: the group's command when the group is one ("probe"). */
 static const struct cli_command *cli_find(const char *group, const char *name)
 {
-	for (size_t i = 0; i < CLI_NCOMMANDS; i++)
-		if (strcmp(cli_commands[i].group, group) == 0 &&
-		    strcmp(cli_commands[i].name, name) == 0)
-			return &cli_commands[i];
+	for (size_t i = 0; i < CLI_NCOMMANDS; i++) {
+		const struct cli_command *c = &cli_commands[i];
+		if (strcmp(c->group, group) != 0)
+			continue;
+		if (name == NULL ? c->name == NULL : c->name != NULL && strcmp(c->name, name) == 0)
+			return c;
+	}
 	return NULL;
 }
 
@@ -410,6 +431,8 @@ static int cli_parse_args(struct cli *cli, const struct cli_command *c, int argc
 {
 	char safe[80];
 	int only_args = 0;
+	/* "queue show" in messages; "probe" for a one-word command */
+	const char *sep = c->name ? " " : "", *name = c->name ? c->name : "";
 
 	*help_r = 0;
 	for (int i = 0; i < argc; i++) {
@@ -430,22 +453,28 @@ static int cli_parse_args(struct cli *cli, const struct cli_command *c, int argc
 					break;
 			if (f == sizeof cli_flags / sizeof cli_flags[0] ||
 			    !(c->flags & cli_flags[f].flag))
-				return cli_usage_error(c->group, "%s %s: unknown option '%s'",
-				                       c->group, c->name,
+				return cli_usage_error(c->group, "%s%s%s: unknown option '%s'",
+				                       c->group, sep, name,
 				                       cli_safe(a, safe, sizeof safe));
 			cli->flags |= cli_flags[f].flag;
+			if (cli_flags[f].takes_value) {
+				if (i + 1 == argc)
+					return cli_usage_error(c->group, "%s%s%s: %s needs a value",
+					                       c->group, sep, name, a);
+				*cli_flag_value(cli, cli_flags[f].flag) = argv[++i];
+			}
 			continue;
 		}
 		if (cli->nargs == c->max_args)
-			return cli_usage_error(c->group, "%s %s: too many arguments ('%s')",
-			                       c->group, c->name, cli_safe(a, safe, sizeof safe));
+			return cli_usage_error(c->group, "%s%s%s: too many arguments ('%s')",
+			                       c->group, sep, name, cli_safe(a, safe, sizeof safe));
 		cli->args[cli->nargs++] = a;
 	}
 	if (cli->nargs < c->min_args)
-		return cli_usage_error(c->group, "%s %s: missing argument", c->group, c->name);
+		return cli_usage_error(c->group, "%s%s%s: missing argument", c->group, sep, name);
 	if ((cli->flags & CLI_FLAG_JSON) && (cli->flags & CLI_FLAG_RAW))
-		return cli_usage_error(c->group, "%s %s: --json and --raw exclude each other",
-		                       c->group, c->name);
+		return cli_usage_error(c->group, "%s%s%s: --json and --raw exclude each other",
+		                       c->group, sep, name);
 	return 0;
 }
 
@@ -454,7 +483,7 @@ int main(int argc, char **argv)
 	const struct cli_command *c;
 	struct cli cli;
 	char safe[80], *err = NULL;
-	int i = 1, rc, help;
+	int i = 1, first, rc, help;
 
 	memset(&cli, 0, sizeof cli);
 	/* the spool and store log warnings on stderr; their info lines are
@@ -498,16 +527,21 @@ int main(int argc, char **argv)
 	if (!cli_group_known(argv[i]))
 		return cli_usage_error(NULL, "unknown command '%s'",
 		                       cli_safe(argv[i], safe, sizeof safe));
-	if (i + 1 == argc)
-		return cli_usage_error(argv[i], "%s: missing subcommand", argv[i]);
-	if (cli_is_help(argv[i + 1])) {
-		cli_usage(stdout, argv[i]);
-		return CLI_EXIT_OK;
+	if ((c = cli_find(argv[i], NULL)) != NULL) {
+		first = i + 1; /* a one-word command: its arguments follow at once */
+	} else {
+		if (i + 1 == argc)
+			return cli_usage_error(argv[i], "%s: missing subcommand", argv[i]);
+		if (cli_is_help(argv[i + 1])) {
+			cli_usage(stdout, argv[i]);
+			return CLI_EXIT_OK;
+		}
+		if ((c = cli_find(argv[i], argv[i + 1])) == NULL)
+			return cli_usage_error(argv[i], "%s: unknown subcommand '%s'", argv[i],
+			                       cli_safe(argv[i + 1], safe, sizeof safe));
+		first = i + 2;
 	}
-	if ((c = cli_find(argv[i], argv[i + 1])) == NULL)
-		return cli_usage_error(argv[i], "%s: unknown subcommand '%s'", argv[i],
-		                       cli_safe(argv[i + 1], safe, sizeof safe));
-	if ((rc = cli_parse_args(&cli, c, argc - i - 2, argv + i + 2, &help)) != 0)
+	if ((rc = cli_parse_args(&cli, c, argc - first, argv + first, &help)) != 0)
 		return rc;
 	if (help) {
 		cli_usage(stdout, c->group);

@@ -12,7 +12,8 @@
  * 465 and "PORT/tls"; the greeting; EHLO; STARTTLS when offered
  * (opportunistic: the certificate is reported, and whether it verifies
  * against the system CAs for HOST, but never required); EHLO again; QUIT.
- * No MAIL is ever sent.  Then a verdict in plain language.
+ * No MAIL is ever sent.  Then a verdict in plain language
+ * (cli_probe_report.c, which also prints the result).
  *
  * Every step (connect, TLS handshake, each reply) is bounded by the
  * timeout, and a port's whole probe by PROBE_STEPS_MAX times it; QUIT's
@@ -32,8 +33,7 @@
  * context refuses TLS 1.0/1.1: such a server is reported as a failed
  * handshake.
  */
-#include "cmd/cli.h"
-#include "net/net.h"
+#include "cmd/cli_probe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,97 +51,13 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define PROBE_PORTS_MAX 16
-#define PROBE_TIMEOUT_DEFAULT_MS 10000
-#define PROBE_TIMEOUT_MIN_MS 100
-#define PROBE_TIMEOUT_MAX_MS 300000
-#define PROBE_STEPS_MAX 4        /* a port's probe: at most this many timeouts */
-#define PROBE_QUIT_MS 2000       /* QUIT's reply is only courtesy */
-#define PROBE_LINE_MAX 2048      /* one reply line; RFC 5321 says 512, servers exceed it */
-#define PROBE_REPLY_LINES_MAX 64 /* lines of one reply */
-#define PROBE_IN_MAX 16384       /* input buffered: one reply at most */
-#define PROBE_TEXT_MAX 512       /* a reply line kept, the banner, an error */
-#define PROBE_EXT_MAX 40         /* EHLO keywords kept */
-#define PROBE_EXT_LEN 160
-#define PROBE_SAN_MAX 16
-#define PROBE_NAME_MAX 256 /* a certificate's subject, issuer, SAN entry */
-#define PROBE_HOST_MAX 253
-
 static const unsigned probe_default_ports[] = {25, 465, 587, 2525};
-
-/* ---- results --------------------------------------------------------------- */
-
-enum probe_state {
-	PROBE_CONNECTED,
-	PROBE_REFUSED,     /* RST */
-	PROBE_TIMEOUT,     /* no answer to the SYN: filtered */
-	PROBE_UNREACHABLE, /* no route, ICMP unreachable */
-	PROBE_BLOCKED,     /* EPERM/EACCES: this machine's own firewall */
-	PROBE_ERROR,       /* any other socket error */
-};
-
-static const char *const probe_state_names[] = {
-    [PROBE_CONNECTED] = "connected",     [PROBE_REFUSED] = "refused", [PROBE_TIMEOUT] = "timeout",
-    [PROBE_UNREACHABLE] = "unreachable", [PROBE_BLOCKED] = "blocked", [PROBE_ERROR] = "error",
-};
 
 /* The lines of one reply, without their "250-"; printable ASCII only. */
 struct probe_reply {
 	int code;
 	size_t nlines;
 	char lines[PROBE_REPLY_LINES_MAX][PROBE_TEXT_MAX];
-};
-
-struct probe_ehlo {
-	int done;
-	size_t n;
-	char ext[PROBE_EXT_MAX][PROBE_EXT_LEN]; /* "SIZE 1048576", "AUTH PLAIN LOGIN" */
-};
-
-struct probe_cert {
-	char subject[PROBE_NAME_MAX], issuer[PROBE_NAME_MAX];
-	size_t nsans;
-	char sans[PROBE_SAN_MAX][PROBE_NAME_MAX]; /* "DNS:mx.example.com", "IP:192.0.2.1" */
-	char not_after[CLI_TIME_MAX];
-};
-
-struct probe_run; /* below */
-
-struct probe_port {
-	/* what to probe */
-	unsigned port;
-	int implicit_tls;
-	const struct probe_run *run;
-	/* what was found */
-	enum probe_state state;
-	char connect_error[128]; /* strerror of a failed connect */
-	char addr[NET_ADDR_STRLEN];
-	int greeted; /* a 220 greeting */
-	char banner[PROBE_TEXT_MAX];
-	struct probe_ehlo ehlo;     /* before TLS, or after implicit TLS */
-	struct probe_ehlo ehlo_tls; /* after STARTTLS */
-	int starttls_offered, starttls_done;
-	int tls; /* TLS active (implicit, or STARTTLS done) */
-	char tls_version[32], tls_cipher[64];
-	int verified;
-	char verify_result[128];
-	int have_cert;
-	struct probe_cert cert;
-	char error[PROBE_TEXT_MAX]; /* what went wrong after connecting; "" none */
-	int64_t elapsed_ms;
-	pthread_t thread;
-	int threaded;
-};
-
-struct probe_run {
-	char host[PROBE_HOST_MAX + 1];
-	int host_is_ip;
-	const char *helo;
-	uint32_t timeout_ms;
-	struct addrinfo *addrs;
-	SSL_CTX *tls;
-	struct probe_port ports[PROBE_PORTS_MAX];
-	size_t nports;
 };
 
 /* One connection's bytes: the socket (plain or TLS) and unparsed input. */
@@ -266,9 +182,7 @@ static void probe_reply_text(const struct probe_reply *r, char *out, size_t size
 	}
 }
 
-/* The EHLO keyword kw ("STARTTLS", "AUTH"): its line, or NULL.  "AUTH=" is
- * the pre-RFC 4954 form some servers still send. */
-static const char *probe_ehlo_find(const struct probe_ehlo *e, const char *kw)
+const char *cli_probe_ehlo_find(const struct probe_ehlo *e, const char *kw)
 {
 	size_t n = strlen(kw);
 
@@ -280,10 +194,9 @@ static const char *probe_ehlo_find(const struct probe_ehlo *e, const char *kw)
 	return NULL;
 }
 
-/* The AUTH mechanisms of an EHLO answer, space-separated, upper case. */
-static void probe_auth(const struct probe_ehlo *e, char *out, size_t size)
+void cli_probe_auth(const struct probe_ehlo *e, char *out, size_t size)
 {
-	const char *a = probe_ehlo_find(e, "AUTH");
+	const char *a = cli_probe_ehlo_find(e, "AUTH");
 
 	out[0] = '\0';
 	if (a == NULL)
@@ -367,7 +280,6 @@ static int probe_read_reply(struct probe_port *p, struct probe_io *io, const cha
 		size_t used = 0, n = 0;
 		int r = probe_reply_parse(io->in, io->len, &io->reply, &used, &why);
 		enum net_io ior;
-		int w;
 
 		if (r > 0) {
 			memmove(io->in, io->in + used, io->len - used);
@@ -385,7 +297,7 @@ static int probe_read_reply(struct probe_port *p, struct probe_io *io, const cha
 			continue;
 		}
 		if (ior == NET_IO_WANT_READ || ior == NET_IO_WANT_WRITE) {
-			if ((w = probe_wait_io(io, ior, deadline)) > 0)
+			if (probe_wait_io(io, ior, deadline) > 0)
 				continue;
 			if (!quiet)
 				probe_fail(p, "no %s within %.1f s", what,
@@ -644,7 +556,7 @@ static void probe_smtp(struct probe_port *p, struct probe_io *io)
 		probe_quit(p, io);
 		return;
 	}
-	if (!p->tls && probe_ehlo_find(&p->ehlo, "STARTTLS") != NULL) {
+	if (!p->tls && cli_probe_ehlo_find(&p->ehlo, "STARTTLS") != NULL) {
 		p->starttls_offered = 1;
 		if (probe_send(p, io, "STARTTLS\r\n", "STARTTLS") < 0 ||
 		    probe_read_reply(p, io, "reply to STARTTLS", p->run->timeout_ms, 0) < 0)
@@ -688,337 +600,6 @@ static void *probe_port_run(void *arg)
 	p->elapsed_ms = probe_now_ms() - t0;
 	free(io);
 	return NULL;
-}
-
-/* ---- judging ----------------------------------------------------------------------- */
-
-/* The EHLO answer that counts: after STARTTLS when it was done. */
-static const struct probe_ehlo *probe_final_ehlo(const struct probe_port *p)
-{
-	return p->starttls_done ? &p->ehlo_tls : &p->ehlo;
-}
-
-/* SMTP went through: greeting, EHLO (again after STARTTLS), nothing failed. */
-static int probe_smtp_ok(const struct probe_port *p)
-{
-	return p->state == PROBE_CONNECTED && p->greeted && p->error[0] == '\0' &&
-	       probe_final_ehlo(p)->done;
-}
-
-/* A customer can submit here: SMTP, TLS, AUTH after TLS.  Port 25 is for
- * relaying and delivery, never the submission advice. */
-static int probe_submission_ok(const struct probe_port *p)
-{
-	char auth[PROBE_EXT_LEN];
-
-	if (p->port == 25 || !probe_smtp_ok(p) || !p->tls)
-		return 0;
-	probe_auth(probe_final_ehlo(p), auth, sizeof auth);
-	return auth[0] != '\0';
-}
-
-/* Which working submission port to advise: 587, 465, 2525, then the
- * order given. */
-static size_t probe_rank(const struct probe_port *p, size_t index)
-{
-	switch (p->port) {
-	case 587:
-		return 0;
-	case 465:
-		return 1;
-	case 2525:
-		return 2;
-	default:
-		return 3 + index;
-	}
-}
-
-static const char *probe_tls_how(const struct probe_port *p)
-{
-	return p->implicit_tls ? "implicit TLS" : p->starttls_done ? "STARTTLS" : "no TLS";
-}
-
-struct probe_verdict {
-	size_t n;
-	char lines[PROBE_PORTS_MAX * 2 + 4][PROBE_TEXT_MAX + 128];
-	int ok;
-};
-
-static void probe_say(struct probe_verdict *v, const char *fmt, ...) UTIL_PRINTF(2, 3);
-
-static void probe_say(struct probe_verdict *v, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (v->n == sizeof v->lines / sizeof v->lines[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(v->lines[v->n++], sizeof v->lines[0], fmt, ap);
-	va_end(ap);
-}
-
-/* One line on what a port did. */
-static void probe_judge_port(const struct probe_run *run, const struct probe_port *p,
-                             struct probe_verdict *v)
-{
-	double secs = (double)run->timeout_ms / 1000.0;
-	char auth[PROBE_EXT_LEN];
-
-	switch (p->state) {
-	case PROBE_REFUSED:
-		probe_say(v,
-		          "port %u: %s (connection refused: nothing listens on %s:%u, or a "
-		          "firewall rejects it%s)",
-		          p->port, p->port == 25 ? "refused" : "closed", run->host, p->port,
-		          p->port == 25 ? ", as a port-25 block does" : "");
-		return;
-	case PROBE_TIMEOUT:
-		probe_say(v, "port %u: blocked (timed out after %.1f s: filtered by a firewall%s)",
-		          p->port, secs,
-		          p->port == 25 ? ", likely your network's port-25 block" : " on the way");
-		return;
-	case PROBE_UNREACHABLE:
-		probe_say(v, "port %u: unreachable (%s: check your network and the address)",
-		          p->port, p->connect_error);
-		return;
-	case PROBE_BLOCKED:
-		probe_say(v, "port %u: blocked by this machine's own firewall (%s)", p->port,
-		          p->connect_error);
-		return;
-	case PROBE_ERROR:
-		probe_say(v, "port %u: cannot connect (%s)", p->port, p->connect_error);
-		return;
-	case PROBE_CONNECTED:
-		break;
-	}
-	if (!probe_smtp_ok(p)) {
-		probe_say(v, "port %u: connects, but %s", p->port, p->error);
-		return;
-	}
-	probe_auth(probe_final_ehlo(p), auth, sizeof auth);
-	if (probe_submission_ok(p))
-		probe_say(v, "port %u: works (%s, AUTH %s%s)", p->port, probe_tls_how(p), auth,
-		          p->starttls_done ? " after TLS" : "");
-	else if (!p->tls)
-		probe_say(v, "port %u: SMTP works, without TLS%s", p->port,
-		          auth[0] ? " (AUTH offered in clear text)"
-		                  : ", no AUTH: not for submission");
-	else
-		probe_say(v,
-		          "port %u: SMTP works (%s), no AUTH: a relay or MX port, not for "
-		          "submission",
-		          p->port, probe_tls_how(p));
-}
-
-static void probe_judge(const struct probe_run *run, struct probe_verdict *v)
-{
-	const struct probe_port *best = NULL;
-	size_t best_rank = 0, connected = 0;
-	char auth[PROBE_EXT_LEN];
-
-	memset(v, 0, sizeof *v);
-	for (size_t i = 0; i < run->nports; i++) {
-		const struct probe_port *p = &run->ports[i];
-		probe_judge_port(run, p, v);
-		connected += p->state == PROBE_CONNECTED;
-		if (probe_submission_ok(p) && (best == NULL || probe_rank(p, i) < best_rank)) {
-			best = p;
-			best_rank = probe_rank(p, i);
-		}
-	}
-	if (connected == 0) {
-		probe_say(v, "nothing reaches %s: check the name and your network", run->host);
-		return;
-	}
-	if (best == NULL) {
-		probe_say(v, "no port here takes submission (SMTP with TLS and AUTH): see above");
-		return;
-	}
-	v->ok = 1;
-	probe_auth(probe_final_ehlo(best), auth, sizeof auth);
-	if (best->implicit_tls)
-		probe_say(v, "submit on %u with implicit TLS (AUTH %s)", best->port, auth);
-	else
-		probe_say(v, "submit on %u with STARTTLS (AUTH %s after TLS)", best->port, auth);
-	for (size_t i = 0; i < run->nports; i++) {
-		const struct probe_port *p = &run->ports[i];
-		if (p != best && probe_submission_ok(p))
-			probe_say(v, "%u (%s) works too", p->port, probe_tls_how(p));
-	}
-	if (!best->verified)
-		probe_say(v,
-		          "note: the certificate on port %u does not verify for %s (%s): a mail "
-		          "client that checks certificates refuses it",
-		          best->port, run->host, best->verify_result);
-	for (size_t i = 0; i < run->nports; i++) {
-		const struct probe_port *p = &run->ports[i];
-		if (!p->implicit_tls && probe_ehlo_find(&p->ehlo, "AUTH") != NULL)
-			probe_say(v,
-			          "note: port %u offers AUTH before TLS: a password could cross "
-			          "the network in clear text",
-			          p->port);
-	}
-}
-
-/* ---- output ---------------------------------------------------------------------------- */
-
-static json_t *probe_json_ehlo(const struct probe_ehlo *e)
-{
-	json_t *a;
-
-	if (!e->done)
-		return json_null();
-	if ((a = json_array()) == NULL)
-		return NULL;
-	for (size_t i = 0; i < e->n; i++)
-		json_array_append_new(a, cli_json_string(e->ext[i]));
-	return a;
-}
-
-/* The mechanisms as an array ([] when none, null before EHLO). */
-static json_t *probe_json_auth(const struct probe_ehlo *e)
-{
-	char auth[PROBE_EXT_LEN], *save = NULL;
-	json_t *a;
-
-	if (!e->done)
-		return json_null();
-	if ((a = json_array()) == NULL)
-		return NULL;
-	probe_auth(e, auth, sizeof auth);
-	for (char *t = strtok_r(auth, " ", &save); t; t = strtok_r(NULL, " ", &save))
-		json_array_append_new(a, cli_json_string(t));
-	return a;
-}
-
-static json_t *probe_json_tls(const struct probe_port *p)
-{
-	json_t *t, *sans;
-
-	if (!p->tls)
-		return json_null();
-	t = json_pack("{s:o, s:o, s:b, s:o}", "version", cli_json_string(p->tls_version), "cipher",
-	              cli_json_string(p->tls_cipher), "verified", p->verified, "verify_result",
-	              cli_json_string(p->verify_result));
-	if (t == NULL || !p->have_cert)
-		return t;
-	if ((sans = json_array()) != NULL)
-		for (size_t i = 0; i < p->cert.nsans; i++)
-			json_array_append_new(sans, cli_json_string(p->cert.sans[i]));
-	json_object_set_new(t, "subject", cli_json_string(p->cert.subject));
-	json_object_set_new(t, "issuer", cli_json_string(p->cert.issuer));
-	json_object_set_new(t, "not_after", cli_json_string(p->cert.not_after));
-	json_object_set_new(t, "san", sans ? sans : json_null());
-	return t;
-}
-
-static int probe_print_json(const struct probe_run *run, const struct probe_verdict *v)
-{
-	json_t *root = json_object(), *ports = json_array(), *lines = json_array();
-
-	if (root == NULL || ports == NULL || lines == NULL) {
-		json_decref(root);
-		json_decref(ports);
-		json_decref(lines);
-		return cli_error("out of memory");
-	}
-	for (size_t i = 0; i < run->nports; i++) {
-		const struct probe_port *p = &run->ports[i];
-		json_t *o = json_object();
-
-		if (o == NULL)
-			continue;
-		json_object_set_new(o, "port", json_integer(p->port));
-		json_object_set_new(o, "implicit_tls", json_boolean(p->implicit_tls));
-		json_object_set_new(o, "address",
-		                    p->addr[0] ? cli_json_string(p->addr) : json_null());
-		json_object_set_new(o, "state", json_string(probe_state_names[p->state]));
-		json_object_set_new(o, "smtp", json_boolean(probe_smtp_ok(p)));
-		json_object_set_new(o, "submission", json_boolean(probe_submission_ok(p)));
-		json_object_set_new(o, "banner",
-		                    p->banner[0] ? cli_json_string(p->banner) : json_null());
-		json_object_set_new(o, "extensions", probe_json_ehlo(&p->ehlo));
-		json_object_set_new(o, "starttls",
-		                    json_pack("{s:b, s:b}", "offered", p->starttls_offered, "done",
-		                              p->starttls_done));
-		json_object_set_new(o, "extensions_after_tls", probe_json_ehlo(&p->ehlo_tls));
-		json_object_set_new(o, "tls", probe_json_tls(p));
-		json_object_set_new(o, "auth", probe_json_auth(probe_final_ehlo(p)));
-		json_object_set_new(o, "auth_before_tls",
-		                    p->implicit_tls ? json_null() : probe_json_auth(&p->ehlo));
-		json_object_set_new(o, "error",
-		                    p->state != PROBE_CONNECTED ? cli_json_string(p->connect_error)
-		                    : p->error[0]               ? cli_json_string(p->error)
-		                                                : json_null());
-		json_object_set_new(o, "elapsed_ms", json_integer(p->elapsed_ms));
-		json_array_append_new(ports, o);
-	}
-	for (size_t i = 0; i < v->n; i++)
-		json_array_append_new(lines, cli_json_string(v->lines[i]));
-	json_object_set_new(root, "host", cli_json_string(run->host));
-	json_object_set_new(root, "timeout_ms", json_integer(run->timeout_ms));
-	json_object_set_new(root, "ports", ports);
-	json_object_set_new(root, "verdict", lines);
-	json_object_set_new(root, "ok", json_boolean(v->ok));
-	return cli_json_print(root);
-}
-
-static void probe_print_ehlo(const char *label, const struct probe_ehlo *e)
-{
-	if (!e->done)
-		return;
-	printf("  %-11s", label);
-	for (size_t i = 0; i < e->n; i++)
-		printf("%s%s", i ? ", " : "", e->ext[i]);
-	printf("%s\n", e->n ? "" : "(no extensions)");
-}
-
-static void probe_print_text(const struct probe_run *run, const struct probe_verdict *v)
-{
-	char auth[PROBE_EXT_LEN];
-
-	printf("probe %s (timeout %.1f s a step)\n", run->host, (double)run->timeout_ms / 1000.0);
-	for (size_t i = 0; i < run->nports; i++) {
-		const struct probe_port *p = &run->ports[i];
-
-		printf("\nport %u%s: %s", p->port, p->implicit_tls ? " (implicit TLS)" : "",
-		       probe_state_names[p->state]);
-		if (p->addr[0])
-			printf(" %s %s", p->state == PROBE_CONNECTED ? "to" : "at", p->addr);
-		printf(" (%lld ms)\n", (long long)p->elapsed_ms);
-		if (p->state != PROBE_CONNECTED) {
-			printf("  %-11s%s\n", "error", p->connect_error);
-			continue;
-		}
-		if (p->banner[0])
-			printf("  %-11s%s\n", "banner", p->banner);
-		probe_print_ehlo("ehlo", &p->ehlo);
-		if (p->starttls_offered)
-			printf("  %-11s%s\n", "starttls", p->starttls_done ? "done" : "failed");
-		if (p->tls) {
-			printf("  %-11s%s, %s\n", "tls", p->tls_version, p->tls_cipher);
-			printf("  %-11s%s (%s)\n", "verified", p->verified ? "yes" : "no",
-			       p->verify_result);
-		}
-		if (p->have_cert) {
-			printf("  %-11s%s\n", "subject", p->cert.subject);
-			for (size_t j = 0; j < p->cert.nsans; j++)
-				printf("  %-11s%s\n", j ? "" : "san", p->cert.sans[j]);
-			printf("  %-11s%s\n", "issuer", p->cert.issuer);
-			printf("  %-11s%s\n", "not after", p->cert.not_after);
-		}
-		probe_print_ehlo("ehlo (tls)", &p->ehlo_tls);
-		if (probe_final_ehlo(p)->done) {
-			probe_auth(probe_final_ehlo(p), auth, sizeof auth);
-			printf("  %-11s%s%s\n", "auth", auth[0] ? auth : "none offered",
-			       auth[0] && p->starttls_done ? " (after TLS)" : "");
-		}
-		if (p->error[0])
-			printf("  %-11s%s\n", "error", p->error);
-	}
-	printf("\nverdict:\n");
-	for (size_t i = 0; i < v->n; i++)
-		printf("  %s\n", v->lines[i]);
 }
 
 /* ---- arguments and the run ------------------------------------------------------------------ */
@@ -1210,12 +791,12 @@ int cli_probe(struct cli *cli)
 	for (size_t i = 0; i < run->nports; i++)
 		if (run->ports[i].threaded)
 			pthread_join(run->ports[i].thread, NULL);
-	probe_judge(run, v);
+	cli_probe_judge(run, v);
 	if (cli->flags & CLI_FLAG_JSON) {
-		if (probe_print_json(run, v) != CLI_EXIT_OK)
+		if (cli_probe_print_json(run, v) != CLI_EXIT_OK)
 			goto done;
 	} else {
-		probe_print_text(run, v);
+		cli_probe_print_text(run, v);
 	}
 	rc = v->ok ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 done:

@@ -201,3 +201,67 @@ def test_probe_default_host_is_configured_hostname(sluice):
     r, _ = probe(sluice, "--timeout", "2", "--ports", str(sluice.ports["submission"]))
     assert r.returncode == 1
     assert f"nothing reaches {sluicelib.HOSTNAME}".encode() in r.stderr
+
+
+NETNS_SETUP = """
+set -e
+ip link set lo up
+# a veth pair whose far end drops every frame (a neighbour MAC nobody
+# has): SYNs to 198.18.0.2 vanish, as behind a firewall that drops them
+ip link add v0 type veth peer name v1
+ip link set v0 up
+ip link set v1 up
+ip addr add 198.18.0.1/24 dev v0
+ip neigh add 198.18.0.2 lladdr 02:00:00:00:00:02 dev v0 nud permanent
+"""
+
+
+def run_in_netns(script, timeout=30):
+    """Run script (sh) in a new network namespace; None when the kernel or the
+    tools refuse one (the reason is printed, the caller skips)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return None, "needs root, unshare and ip"
+    probe_ns = subprocess.run(["unshare", "--net", "sh", "-c", NETNS_SETUP],
+                              capture_output=True, timeout=timeout)
+    if probe_ns.returncode != 0:
+        return None, ("network namespace with a veth pair refused: " +
+                      probe_ns.stderr.decode(errors="replace").strip())
+    r = subprocess.run(["unshare", "--net", "sh", "-c", NETNS_SETUP + "set +e\n" + script],
+                       capture_output=True, timeout=timeout)
+    return r, None
+
+
+def test_probe_filtered_and_unreachable_in_netns(sluice):
+    """Port 25 filtered (SYNs dropped) reads as the port-25 block; both ports
+    time out together, within the timeout; a network without a route is
+    unreachable at once."""
+    cli = f"{sluice.bin['sluice']} -c {sluice.conf}"
+    script = (f"{cli} probe 198.18.0.2 --ports 25,587 --timeout 1 --json; echo \"rc=$?\"; "
+              f"{cli} probe 203.0.113.9 --ports 25 --timeout 1 --json; echo \"rc=$?\"")
+    t0 = time.monotonic()
+    r, why = run_in_netns(script)
+    elapsed = time.monotonic() - t0
+    if r is None:
+        print(f"SKIPPED: {why}")
+        pytest.skip(why)
+    out = r.stdout.decode()
+    assert r.returncode == 0, (out, r.stderr.decode())
+    first, second = out.split("rc=1\n")[:2]
+    doc = json.loads(first)
+    ports = by_port(doc)
+    assert ports[25]["state"] == "timeout" and ports[587]["state"] == "timeout"
+    for p in ports.values():
+        assert 900 <= p["elapsed_ms"] < 2500
+    assert doc["verdict"] == [
+        "port 25: blocked (timed out after 1.0 s: filtered by a firewall, likely your "
+        "network's port-25 block)",
+        "port 587: blocked (timed out after 1.0 s: filtered by a firewall on the way)",
+        "nothing reaches 198.18.0.2: check the name and your network",
+    ]
+    doc = json.loads(second)
+    assert doc["ports"][0]["state"] == "unreachable"
+    assert doc["verdict"][0].startswith("port 25: unreachable (Network is unreachable")
+    assert elapsed < 6  # the two ports in parallel, not one after the other

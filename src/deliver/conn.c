@@ -277,6 +277,7 @@ static int dl_conn_start_tls(struct dl_conn *c)
 	const struct dl_target *t = &c->targets[c->cur];
 	const struct config_route *r = c->route;
 	struct net_tls_client_params p;
+	struct net_tls_tlsa tlsa[DL_TLSA_MAX];
 	SSL_CTX *ctx = c->e->tls_ctx;
 	const char *why = NULL;
 
@@ -287,7 +288,11 @@ static int dl_conn_start_tls(struct dl_conn *c)
 	p.servername = t->dane_required ? t->tlsa_base : t->host;
 	if (t->dane_required) {
 		p.mode = NET_TLS_DANE;
-		p.tlsa = t->tlsa;
+		for (size_t i = 0; i < t->tlsa_n; i++) {
+			tlsa[i] = t->tlsa[i];
+			tlsa[i].data = t->tlsa_data[i];
+		}
+		p.tlsa = tlsa;
 		p.ntlsa = t->tlsa_n;
 	} else if (r && r->tls_verify) {
 		p.mode = NET_TLS_VERIFY;

@@ -73,7 +73,8 @@ struct dl_target {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	uint16_t port;
-	/* DANE: the host's DNSSEC-validated usable TLSA records */
+	/* DANE: the host's DNSSEC-validated usable TLSA records; .data is
+	 * NULL (the bytes are in tlsa_data: targets are copied and moved) */
 	struct net_tls_tlsa tlsa[DL_TLSA_MAX];
 	unsigned char tlsa_data[DL_TLSA_MAX][DL_TLSA_DATA_MAX];
 	size_t tlsa_n;

@@ -201,9 +201,11 @@ static void dl_mx_done(void *ctx, const struct deliver_mx_result *r)
 			const struct net_tls_tlsa *in = &mt->tlsa[k];
 			if (in->len > DL_TLSA_DATA_MAX)
 				continue; /* full certificates (mtype 0): not kept */
+			/* data stays NULL here: targets are copied and moved, so
+			 * the pointer is made where it is used (conn.c) */
 			memcpy(t->tlsa_data[t->tlsa_n], in->data, in->len);
 			t->tlsa[t->tlsa_n] = *in;
-			t->tlsa[t->tlsa_n].data = t->tlsa_data[t->tlsa_n];
+			t->tlsa[t->tlsa_n].data = NULL;
 			t->tlsa_n++;
 		}
 	}

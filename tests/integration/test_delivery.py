@@ -63,7 +63,7 @@ def submit(sl, rcpts, tok, sender="alice@acme.example", body=None, port_key="sub
     if isinstance(rcpts, str):
         rcpts = [rcpts]
     data = body if body is not None else message(tok, sender=sender, rcpt=", ".join(rcpts))
-    with smtplib.SMTP("127.0.0.1", sl.ports[port_key], timeout=20) as c:
+    with smtplib.SMTP("127.0.0.1", sl.ports[port_key], timeout=60) as c:
         c.starttls(context=client_tls_context())
         c.login("acme", ACME_PW)
         c.mail(sender)
@@ -195,7 +195,8 @@ def test_no_dsn_for_null_sender(sluice_factory, peers):
         assert c.cmd("MAIL FROM:<>").code == 250
         assert c.cmd("RCPT TO:<gone@example.org>").code == 250
         assert c.cmd("DATA").code == 354
-        r = c.cmd("Subject: x\r\n\r\nbounce me\r\n.")
+        # From: is the tenant's: the null envelope sender still needs it aligned
+        r = c.cmd("From: postmaster@acme.example\r\nSubject: x\r\n\r\nbounce me\r\n.")
         assert r.code == 250
     assert queue_empty(sl)
     assert "no dsn for the null sender" in sl.log_text()
@@ -361,15 +362,14 @@ def test_stalled_server_times_out_and_defers(sluice_factory, peers):
     """The peer does not answer RCPT within timeout_remote_command: the attempt ends,
     the recipient is deferred with a 4xx, and sluiced keeps serving."""
     peer, _ = peers()
-    peer.stall_at = ("RCPT", 20)
+    peer.stall_at = ("RCPT", 90)
     peer.start()
     sl = delivering_sluice(sluice_factory, peer, tls="none", retry="1h",
                            extra="timeout_remote_command = 2s\n")
-    t0 = time.monotonic()
     qid, _ = submit(sl, "s@example.org", token())
+    # well before the peer would answer (90 s), the 2 s timeout has ended the attempt
     assert wait_for(lambda: rcpt_states(sl, qid)["s@example.org"]["attempts"] >= 1,
-                    timeout=15), sl.log_tail(20)
-    assert time.monotonic() - t0 < 12
+                    timeout=45), sl.log_tail(20)
     r = rcpt_states(sl, qid)["s@example.org"]
     assert r["state"] == "pending" and r["last_reply"].startswith("4"), r
     assert peer.messages == []

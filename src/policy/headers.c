@@ -81,10 +81,8 @@ static int lex_comment(struct hdr_lex *l)
 			lex_fail(l, "a control character");
 			return -1;
 		}
-		if (c == '\\') {
-			if (l->pos + 1 >= l->len || hdr_ctl((unsigned char)l->p[l->pos + 1]))
-				break;
-			l->pos += 2;
+		if (c == '\\' && l->pos + 1 < l->len && !hdr_ctl((unsigned char)l->p[l->pos + 1])) {
+			l->pos += 2; /* quoted-pair */
 			continue;
 		}
 		l->pos++;
@@ -110,10 +108,8 @@ static int lex_delimited(struct hdr_lex *l, char close, const char *unterminated
 			lex_fail(l, "a control character");
 			return -1;
 		}
-		if (c == '\\') {
-			if (l->pos + 1 >= l->len || hdr_ctl((unsigned char)l->p[l->pos + 1]))
-				break;
-			l->pos += 2;
+		if (c == '\\' && l->pos + 1 < l->len && !hdr_ctl((unsigned char)l->p[l->pos + 1])) {
+			l->pos += 2; /* quoted-pair */
 			continue;
 		}
 		if (close == ']' && c == '[') {

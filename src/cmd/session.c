@@ -416,6 +416,28 @@ static void spool_done(void *ctx, int status, const char *id)
 	daemon_complete(s->d, c);
 }
 
+/* From:/Sender: must be the tenant's (policy/headers.c): refused before
+ * anything is assembled or queued.  0 go on, -1 decided (refused). */
+static int session_data_headers(struct session *s, const struct smtp_server_event *ev)
+{
+	struct policy_client c = {
+		.tenant_id = s->tenant_id,
+		.tenant = s->tenant,
+		.submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
+	};
+	struct policy_verdict v;
+	const char *reason = "?";
+
+	/* a store error comes back as a 451 verdict, reason=store-error */
+	policy_check_headers(s->d->store, &c, ev->u.data.data, ev->u.data.len, &v, &reason);
+	if (v.code / 100 == 2)
+		return 0;
+	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
+		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
+	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
+	return -1;
+}
+
 static void session_data(struct session *s, const struct smtp_server_event *ev)
 {
 	struct sluiced *d = s->d;
@@ -431,6 +453,8 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 554, "5.4.6", "Too many Received headers: mail loop");
 		return;
 	}
+	if (session_data_headers(s, ev) < 0)
+		return;
 	spool_new_id(d->spool, m.id);
 	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
 	if (n == 1)

@@ -375,9 +375,6 @@ def test_max_connections_per_ip(sluice):
     assert ok.code == 220, ok
 
 
-@pytest.mark.xfail(strict=True, reason="not implemented: DESIGN.md says the From: header "
-                   "domain is checked like the envelope sender; sluiced queues a message "
-                   "with From: ceo@other.example sent by acme (250)")
 def test_from_header_domain_checked(sluice):
     tok = token()
     with session(sluice, "submission") as c:
@@ -386,7 +383,109 @@ def test_from_header_domain_checked(sluice):
         assert c.cmd("DATA").code == 354
         c.send(message(tok, sender="ceo@other.example") + b".\r\n")
         r = c.read_reply()
-        assert r.code >= 500, c.transcript_text()
+        assert r.startswith(550, "5.7.1"), c.transcript_text()
+        assert "From: header domain other.example" in r.text, c.transcript_text()
+    assert sluice.find_token(tok) == []
+
+
+# ---- From:/Sender: headers at end of DATA (issue 4) ------------------------------
+
+
+def _head_message(tok, head):
+    """A message whose header section is `head` (lines) plus a Subject with tok."""
+    lines = list(head) + ["To: bob@example.org", f"Subject: headers {tok}"]
+    return ("\r\n".join(lines) + f"\r\n\r\nbody {tok}\r\n").encode()
+
+
+# (id, header lines, accepted, text in the refusal)
+HEADER_CASES = [
+    ("aligned", ["From: Alice <alice@acme.example>"], True, None),
+    ("other-tenant", ["From: CEO <ceo@other.example>"], False,
+     "From: header domain other.example is not one of tenant acme's domains"),
+    ("nobodys-domain", ["From: x@example.com"], False, "domain example.com"),
+    ("unverified-own-domain", ["From: x@unverified.example"], False, "not verified"),
+    ("display-name-at-comma", ['From: "ceo@other.example, CEO" <alice@acme.example>'], True,
+     None),
+    ("comment-with-other-domain", ["From: alice@acme.example (ceo@other.example <x@y>)"], True,
+     None),
+    ("uppercase-folded", ["From: Alice\r\n <Alice@ACME.Example>"], True, None),
+    ("group-aligned", ["From: Team: alice@acme.example, Bob <bob@acme.example>;"], True, None),
+    ("group-misaligned", ["From: Team: alice@acme.example, ceo@other.example;"], False,
+     "other.example"),
+    ("two-mailboxes-one-foreign", ["From: alice@acme.example, ceo@other.example",
+                                   "Sender: alice@acme.example"], False, "other.example"),
+    ("sender-aligned", ["From: alice@acme.example", "Sender: Bot <bot@acme.example>"], True,
+     None),
+    ("sender-misaligned", ["From: alice@acme.example", "Sender: ceo@other.example"], False,
+     "Sender: header domain other.example"),
+    ("missing-from", ["Reply-To: alice@acme.example"], False, "exactly one From: header"),
+    ("two-from", ["From: alice@acme.example", "From: alice@acme.example"], False,
+     "exactly one From: header"),
+    ("unparsable-from", ["From: ceo@other.example <alice@acme.example>"], False,
+     "not a valid address list"),
+]
+
+
+@pytest.mark.parametrize("name,head,accepted,text", HEADER_CASES,
+                         ids=[h[0] for h in HEADER_CASES])
+def test_from_header_alignment(sluice, name, head, accepted, text):
+    """Submission: every From: mailbox and the Sender: must be at a verified domain of the
+    tenant; a refusal is 550 5.7.1 with a text naming the header, and queues nothing."""
+    tok = token()
+    mark = sluice.log_size()
+    with session(sluice, "submission") as c:
+        assert c.cmd("MAIL FROM:<alice@acme.example>").code == 250
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(_head_message(tok, head) + b".\r\n")
+        r = c.read_reply()
+        if accepted:
+            assert r.code == 250, c.transcript_text()
+        else:
+            assert r.startswith(550, "5.7.1"), c.transcript_text()
+            assert text in r.text, c.transcript_text()
+            # the transaction is over, the session is not
+            assert c.cmd("MAIL FROM:<alice@acme.example>").code == 250, c.transcript_text()
+    assert len(sluice.find_token(tok)) == (1 if accepted else 0)
+    if not accepted:
+        log = sluice.log_since(mark)
+        reason = "sender-header" if name.startswith("sender") else "from-header"
+        assert "data refused" in log and f"reason={reason}" in log, log
+
+
+@pytest.mark.parametrize("envelope", ["<alice@acme.example>", "<>"])
+def test_from_header_checked_on_relay(sluice, envelope):
+    """From the trusted network (relay listener, no AUTH) the same rule, for the tenant of
+    the network; the null envelope sender still needs an aligned From:."""
+    bad, good = token(), token()
+    with session(sluice, "relay") as c:
+        assert c.cmd(f"MAIL FROM:{envelope}").code == 250, c.transcript_text()
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(_head_message(bad, ["From: ceo@other.example"]) + b".\r\n")
+        r = c.read_reply()
+        assert r.startswith(550, "5.7.1"), c.transcript_text()
+        assert "tenant acme's domains" in r.text, c.transcript_text()
+        assert c.cmd(f"MAIL FROM:{envelope}").code == 250, c.transcript_text()
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(_head_message(good, ['From: "Relay, the" <relay@acme.example>']) + b".\r\n")
+        assert c.read_reply().code == 250, c.transcript_text()
+    assert sluice.find_token(bad) == []
+    assert len(sluice.find_token(good)) == 1
+
+
+def test_from_header_of_another_tenant_own_domain(sluice):
+    """Tenant other may not use acme's domain in From: (while its envelope is its own)."""
+    tok = token()
+    with session(sluice, "submission", user="other", password=OTHER_PW) as c:
+        assert c.cmd("MAIL FROM:<me@other.example>").code == 250, c.transcript_text()
+        assert c.cmd("RCPT TO:<bob@example.org>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(message(tok, sender="ceo@acme.example") + b".\r\n")
+        r = c.read_reply()
+        assert r.startswith(550, "5.7.1"), c.transcript_text()
+        assert "tenant other's domains" in r.text, c.transcript_text()
     assert sluice.find_token(tok) == []
 
 

@@ -486,7 +486,7 @@ int policy_headers_parse(const char *data, size_t len, struct policy_headers *h_
 		const char *line = data + pos;
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t linelen = nl != NULL ? (size_t)(nl - line) : len - pos;
-		size_t content = linelen, body;
+		size_t content = linelen, body = 0;
 
 		if (content > 0 && line[content - 1] == '\r')
 			content--;

@@ -378,7 +378,7 @@ static void test_rsa_openssl_verify(void **state)
 	const char *why = NULL;
 	unsigned char der[1024], sig[1024];
 	const unsigned char *dp = der;
-	size_t derlen, siglen;
+	size_t derlen = 0, siglen = 0;
 	char b[1024], *u, *cut;
 	EVP_PKEY *pub;
 	EVP_MD_CTX *md;

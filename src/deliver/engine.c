@@ -539,6 +539,9 @@ int deliver_engine_start(const struct sluice_config *cfg, struct spool *spool,
 		goto oom;
 	{
 		struct sched_config sc;
+		struct sched_dest_limits route_limits[CONFIG_MAX_ROUTES];
+		char route_keys[CONFIG_MAX_ROUTES][SCHED_DEST_MAX];
+		size_t nroute_limits = 0;
 		const char *why = "out of memory";
 		sched_config_default(&sc);
 		sc.backoff.lifetime = e->dc->max_queue_lifetime;
@@ -553,6 +556,29 @@ int deliver_engine_start(const struct sluice_config *cfg, struct spool *spool,
 		sc.limits.rate_per_minute = e->dc->dest_rate;
 		sc.max_conns_total = e->dc->max_connections;
 		sc.seed = arc4random();
+		/* Every target of a route is the route's one host, so a route
+		 * never has more than host_concurrency connections at once: a
+		 * connection past that finds its host at the cap and its job
+		 * waits a second (conn.c).  Cap the route's destination there,
+		 * so its jobs wait for a connection that comes free instead. */
+		if (sc.limits.max_conns_per_host != 0 &&
+		    (sc.limits.max_conns == 0 || sc.limits.max_conns > sc.limits.max_conns_per_host)) {
+			for (size_t i = 0; i < e->dc->nroutes; i++) {
+				char *key = route_keys[nroute_limits];
+				int dup = 0;
+				snprintf(key, SCHED_DEST_MAX, "route:%s", e->dc->routes[i].name);
+				for (size_t k = 0; k < nroute_limits; k++)
+					dup |= util_strncasecmp(route_limits[k].dest, key, SCHED_DEST_MAX) == 0;
+				if (dup)
+					continue;
+				route_limits[nroute_limits].dest = key;
+				route_limits[nroute_limits].limits = sc.limits;
+				route_limits[nroute_limits].limits.max_conns = sc.limits.max_conns_per_host;
+				nroute_limits++;
+			}
+			sc.per_dest = route_limits;
+			sc.nper_dest = nroute_limits;
+		}
 		if ((e->sched = sched_new(&sc, &why)) == NULL) {
 			*err_r = strdup(why);
 			goto fail;

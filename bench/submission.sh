@@ -34,244 +34,28 @@ SOURCE_TIMEOUT=300
 SENDER=from@bench.example
 RCPT=to@example.org
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "submission.sh: $*"; exit 1; }
+BENCH_NAME=submission.sh
+# shellcheck source=common.sh
+. "$here/common.sh"
 
-[ "$(id -u)" = 0 ] || die "run as root: the Postfix baseline needs 'postfix -c DIR start'"
-for t in smtp-source smtp-sink postfix postconf timeout; do
-	command -v "$t" >/dev/null || die "$t not found (apt-get install postfix)"
-done
-[ -x "$PY" ] || die "$PY not found"
-
-# ---- sluice binaries ----------------------------------------------------
-build=${1:-${SLUICE_BUILD:-}}
-if [ -z "$build" ]; then
-	build=$repo/build-bench
-	if [ ! -f "$build/build.ninja" ]; then
-		say "setting up $build (release)"
-		meson setup "$build" "$repo" --buildtype=release >/dev/null || die "meson setup failed"
-	fi
-	say "building $build"
-	ninja -C "$build" >/dev/null || die "build failed: ninja -C $build"
-fi
-build=$(cd "$build" && pwd)
-SLUICED=$build/src/cmd/sluiced
-SLUICE=$build/src/cmd/sluice
-[ -x "$SLUICED" ] && [ -x "$SLUICE" ] || die "no sluiced/sluice in $build/src/cmd"
-buildtype=$(meson introspect --buildoptions "$build" 2>/dev/null | "$PY" -c \
-	'import json,sys; print({o["name"]: o["value"] for o in json.load(sys.stdin)}.get("buildtype", "?"))' \
-	2>/dev/null || echo "?")
-[ "$buildtype" = release ] || say "warning: $build has buildtype=$buildtype, not release"
-# the commit the binaries were built from (others may commit while this runs)
-commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo "?")
-if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no -- src meson.build 2>/dev/null)" ]; then
-	commit="$commit (+ uncommitted changes)"
-fi
-
-# ---- temporary folder, cleanup --------------------------------------------
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-chmod 755 "$tmp" # sluiced and smtp-sink run as nobody
-mkdir "$tmp/logs"
+bench_check_tools
+bench_binaries "${1:-}"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM HUP
+bench_tmp
 results=$tmp/results.jsonl
 : >"$results"
-sink_pid=
-sluice_pid=
-sluice_log=
-pf_master=
-pf_started=0
 failures=0
 
-alive() { # PID: running and not a zombie
-	local st
-	st=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
+bench_ports 3
+SINKPORT=${PORTS[0]} PFPORT=${PORTS[1]} SLPORT=${PORTS[2]}
 
-stop_pid() { # PID NAME: SIGTERM, wait up to 20 s, then SIGKILL; reaps our children
-	local pid=$1 i
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 200); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		say "$2 (pid $pid) did not stop in 20 s: SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-stop_postfix() {
-	[ "$pf_started" = 1 ] || return 0
-	postfix -c "$pfdir/etc" stop </dev/null >/dev/null 2>&1 || true
-	local i
-	for i in $(seq 100); do
-		[ -n "$pf_master" ] && alive "$pf_master" || break
-		sleep 0.1
-	done
-	if [ -n "$pf_master" ] && alive "$pf_master"; then
-		say "Postfix master (pid $pf_master) still running after 'postfix stop': SIGKILL"
-		kill -KILL "$pf_master" 2>/dev/null || true
-	fi
-	pf_started=0
-}
-
-cleanup() {
-	set +e
-	stop_pid "$sluice_pid" sluiced
-	sluice_pid=
-	stop_postfix
-	stop_pid "$sink_pid" smtp-sink
-	sink_pid=
-	if [ "$KEEP" = 1 ]; then
-		say "kept $tmp"
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-# ---- ports --------------------------------------------------------------
-read -r SINKPORT PFPORT SLPORT < <("$PY" -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-')
-
-wait_port() { # PORT SECONDS
-	"$PY" - "$1" "$2" <<'EOF'
-import socket, sys, time
-port, limit = int(sys.argv[1]), float(sys.argv[2])
-deadline = time.monotonic() + limit
-while time.monotonic() < deadline:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.1)
-sys.exit(1)
-EOF
-}
-
-sink_count() {
-	tail -c 256 "$tmp/sink.out" 2>/dev/null | tr '\r' '\n' | grep -o 'mesg=[0-9]*' | tail -n 1 |
-		cut -d= -f2 | grep . || echo 0
-}
-
-# ---- smtp-sink ----------------------------------------------------------
-smtp-sink -u nobody -c "127.0.0.1:$SINKPORT" 1000 >"$tmp/sink.out" 2>"$tmp/logs/sink.err" </dev/null &
-sink_pid=$!
-wait_port "$SINKPORT" 10 || die "smtp-sink did not listen on 127.0.0.1:$SINKPORT"
-
-# ---- private Postfix instance (BENCH.md) -----------------------------------
-pfdir=$tmp/postfix
-mkdir -p "$pfdir/etc" "$pfdir/queue" "$pfdir/data"
-chown "$(postconf -dh mail_owner)" "$pfdir/data"
-cat >"$pfdir/etc/main.cf" <<EOF
-# private Postfix instance for bench/submission.sh (generated)
-compatibility_level = 3.6
-queue_directory = $pfdir/queue
-data_directory = $pfdir/data
-maillog_file = $pfdir/maillog
-maillog_file_prefixes = $pfdir/
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
-local_transport = error
-relayhost = [127.0.0.1]:$SINKPORT
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-# as in Debian's main.cf (the compiled default adds nis:mail.aliases, which logs
-# a warning in every new smtpd); never consulted here (no local domains)
-alias_maps = hash:/etc/aliases
-EOF
-mastercf=/etc/postfix/master.cf
-[ -f "$mastercf" ] || mastercf=/usr/share/postfix/master.cf.dist
-# every service line: chroot column (5th) = n; the smtpd "smtp inet" service on 127.0.0.1:PFPORT
-awk -v listen="127.0.0.1:$PFPORT" '
-	/^[^#[:space:]]/ && NF >= 8 { $5 = "n"; if ($1 == "smtp" && $2 == "inet") $1 = listen }
-	{ print }' "$mastercf" >"$pfdir/etc/master.cf"
-grep -q "^127.0.0.1:$PFPORT inet " "$pfdir/etc/master.cf" || die "no smtp inet service in $mastercf"
-if ! postfix -c "$pfdir/etc" start </dev/null >"$tmp/logs/postfix-start.out" 2>&1; then
-	cat "$tmp/logs/postfix-start.out" "$pfdir/maillog" >&2 2>/dev/null
-	die "postfix -c $pfdir/etc start failed"
-fi
-pf_started=1
-for i in $(seq 50); do
-	[ -s "$pfdir/queue/pid/master.pid" ] && break
-	sleep 0.1
-done
-pf_master=$(tr -d ' \n' <"$pfdir/queue/pid/master.pid" 2>/dev/null || true)
-wait_port "$PFPORT" 20 || { cat "$pfdir/maillog" >&2; die "Postfix smtpd not listening on $PFPORT"; }
-
-pf_queued() { # files in Postfix's queues
-	find "$pfdir/queue/maildrop" "$pfdir/queue/incoming" "$pfdir/queue/active" \
-		"$pfdir/queue/deferred" "$pfdir/queue/hold" -type f 2>/dev/null | wc -l
-}
-
-# ---- sluiced ------------------------------------------------------------
-sldir=$tmp/sluice
-mkdir -p "$sldir"
-conf=$sldir/sluice.conf
-cat >"$conf" <<EOF
-# sluiced for bench/submission.sh (generated)
-hostname = sluice.bench.invalid
-user = nobody
-log = stderr
-log_level = info
-store = sqlite:$sldir/state/sluice.db
-spool_dir = $sldir/spool
-tls_cert = $sldir/state/tls/cert.pem
-tls_key = $sldir/state/tls/key.pem
-control_socket = $sldir/state/sluiced.sock
-max_connections = 20000
-max_connections_per_ip = 20000
-delivery = off                     # acceptance only: nothing leaves the machine
-
-[listener relay]
-listen = 127.0.0.1:$SLPORT
-tls = none
-mode = relay
-EOF
-"$PY" -c 'import secrets; print(secrets.token_urlsafe(18))' |
-	"$SLUICE" -c "$conf" tenant add bench --password-stdin >/dev/null
-"$SLUICE" -c "$conf" domain add bench bench.example --verified >/dev/null
-"$SLUICE" -c "$conf" network add bench 127.0.0.0/8 >/dev/null
-
-nstart=0
-start_sluiced() { # fresh log per start; waits for the "ready" line
-	nstart=$((nstart + 1))
-	sluice_log=$tmp/logs/sluiced-$nstart-$1.log
-	"$SLUICED" -c "$conf" >"$sluice_log" 2>&1 </dev/null &
-	sluice_pid=$!
-	local i
-	for i in $(seq 300); do
-		grep -q ' level=info ready ' "$sluice_log" && return 0
-		alive "$sluice_pid" || break
-		sleep 0.1
-	done
-	tail -n 20 "$sluice_log" >&2
-	die "sluiced did not become ready (log above)"
-}
-
-stop_sluiced() {
-	stop_pid "$sluice_pid" sluiced
-	sluice_pid=
-}
+bench_start_sink "$SINKPORT"
+bench_start_postfix "$PFPORT" "$SINKPORT"
+bench_sluice_conf "$SLPORT" off
+bench_sluice_provision
 
 # ---- one timed run ------------------------------------------------------
-source_cmd() { # PORT MODE(c|d)
-	local d=
-	[ "$2" = d ] && d=-d
-	echo smtp-source $d -c -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$1"
-}
-
 record() { # JSON key=value...: add the keys, append to results, print one line
 	"$PY" - "$@" >>"$results" <<'EOF'
 import json, sys
@@ -405,11 +189,7 @@ run_disk() { # RUN: on the spool's file system
 }
 
 # perf counts sluiced's fsync/fdatasync calls when it can (optional)
-PERF=
-if command -v perf >/dev/null &&
-	perf stat -x, -e syscalls:sys_enter_fdatasync -- true >/dev/null 2>&1; then
-	PERF=perf
-fi
+bench_perf_check
 
 # ---- the rounds ---------------------------------------------------------
 start_sluiced warmup

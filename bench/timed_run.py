@@ -12,6 +12,9 @@ Prints one JSON object on stdout:
   sink_mesg   the last counter value read from --sink-out
   busy        fraction of the machine's CPU time (all cores) not idle during accept_s
   pid_cpu_s   with --pid: CPU seconds (user + system) that process used during accept_s
+  e2e_busy, pid_cpu_e2e_s   the same two over e2e_s (with --sink-out and a drain)
+  threads_cpu with --pid and --threads: {TID: CPU seconds} of each of its threads over
+              e2e_s (accept_s without --sink-out), threads in creation (TID) order
 
 COMMAND's stdout and stderr go to --log (default: discarded).
 """
@@ -46,6 +49,24 @@ def pid_cpu(pid):
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def threads_cpu(pid):
+    """{TID: CPU seconds} of every thread of pid."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rindex(b")") + 2:].split()
+        out[int(tid)] = (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def sink_count(path):
     """The last mesg=N that smtp-sink -c wrote (it rewrites one line with CR)."""
     try:
@@ -67,6 +88,7 @@ def main():
     ap.add_argument("--sink-target", type=int)
     ap.add_argument("--drain-timeout", type=float, default=300)
     ap.add_argument("--pid", type=int)
+    ap.add_argument("--threads", action="store_true")
     ap.add_argument("--log")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -77,6 +99,7 @@ def main():
     out = open(a.log, "ab") if a.log else subprocess.DEVNULL
     tot0, idle0 = cpu_times()
     p0 = pid_cpu(a.pid)
+    th0 = threads_cpu(a.pid) if a.pid is not None and a.threads else None
     t0 = time.monotonic()
     try:
         rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -101,6 +124,9 @@ def main():
                 break
             time.sleep(0.01)
 
+    tot2, idle2 = cpu_times()
+    p2 = pid_cpu(a.pid)
+    th1 = threads_cpu(a.pid) if th0 is not None else None
     res = {
         "rc": rc,
         "accept_s": t1 - t0,
@@ -109,6 +135,11 @@ def main():
         "busy": (1 - (idle1 - idle0) / (tot1 - tot0)) if tot1 > tot0 else None,
         "pid_cpu_s": (p1 - p0) if p0 is not None and p1 is not None else None,
     }
+    if e2e is not None:
+        res["e2e_busy"] = (1 - (idle2 - idle0) / (tot2 - tot0)) if tot2 > tot0 else None
+        res["pid_cpu_e2e_s"] = (p2 - p0) if p0 is not None and p2 is not None else None
+    if th1 is not None:
+        res["threads_cpu"] = {str(t): round(th1[t] - th0.get(t, 0.0), 3) for t in sorted(th1)}
     json.dump(res, sys.stdout)
     sys.stdout.write("\n")
     return 0

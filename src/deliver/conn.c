@@ -158,9 +158,8 @@ static void dl_conn_targets_ready(struct dl_conn *c)
 		dl_conn_finish(c);
 		return;
 	}
-	c->cur = 0;
 	c->state = DC_CONNECTING;
-	c->cur = (size_t)-1;
+	c->cur = (size_t)-1; /* dl_conn_next_target() moves to the first */
 	dl_conn_next_target(c);
 }
 

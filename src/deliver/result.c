@@ -61,20 +61,6 @@ static void dl_state_save(struct deliver_engine *e, const char *id, size_t idx,
 }
 
 /* writer thread: the DSN is durable (or not); finish on the loop */
-static void dl_dsn_written(void *ctx, int status, const char *id)
-{
-	struct dl_durable *x = ctx;
-	struct deliver_engine *e = x->e;
-
-	(void)id;
-	x->status = status;
-	pthread_mutex_lock(&e->mu);
-	x->next = e->durable;
-	e->durable = x;
-	pthread_mutex_unlock(&e->mu);
-	dl_engine_wake(e);
-}
-
 static void dl_durable_post(struct deliver_engine *e, struct dl_durable *x, int status)
 {
 	x->status = status;
@@ -83,6 +69,14 @@ static void dl_durable_post(struct deliver_engine *e, struct dl_durable *x, int 
 	e->durable = x;
 	pthread_mutex_unlock(&e->mu);
 	dl_engine_wake(e);
+}
+
+static void dl_dsn_written(void *ctx, int status, const char *id)
+{
+	struct dl_durable *x = ctx;
+
+	(void)id;
+	dl_durable_post(x->e, x, status);
 }
 
 void dl_outcome_durable_run(struct deliver_engine *e)

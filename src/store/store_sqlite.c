@@ -9,11 +9,12 @@
  * Every write is a single statement (an UPSERT where a check and a write
  * must not race), so no explicit transaction is held across calls.
  *
- * Schema version lives in PRAGMA user_version; store_open creates the
- * schema on an empty file and refuses a file newer than this code.
+ * Schema version lives in PRAGMA user_version; store_open runs the steps
+ * of store_migrations[] a file has not had yet (store_int.h).
  */
 #include "store/store.h"
 #include "store/store_check.h"
+#include "store/store_int.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -27,7 +28,6 @@
 
 #define STORE_SQLITE_PREFIX "sqlite:"
 #define STORE_BUSY_TIMEOUT_MS 5000
-#define STORE_SCHEMA_VERSION 1
 
 /* Version 1.  Constraints repeat the checks of store_check.c so a row
  * written by hand (sqlite3 shell) cannot break the fixed-size structs. */
@@ -59,8 +59,12 @@ static const char store_schema_v1[] =
     " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
     " cidr TEXT NOT NULL UNIQUE CHECK (length(cidr) BETWEEN 1 AND 64),"
     " created INTEGER NOT NULL);"
-    "CREATE INDEX networks_tenant ON networks (tenant_id);"
-    "PRAGMA user_version = 1;";
+    "CREATE INDEX networks_tenant ON networks (tenant_id);";
+
+const char *const store_migrations[] = {
+    store_schema_v1,
+};
+const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 
 enum store_query {
 	Q_TENANT_ADD,
@@ -132,17 +136,10 @@ static const char *const store_sql[Q_COUNT] = {
     [Q_DATA_VERSION] = "PRAGMA data_version",
 };
 
-struct store {
-	sqlite3 *db;
-	char *path;
-	sqlite3_stmt *stmt[Q_COUNT];
-};
 
 /* ---- errors --------------------------------------------------------------- */
 
-static void store_seterr(char **err_r, const char *fmt, ...) UTIL_PRINTF(2, 3);
-
-static void store_seterr(char **err_r, const char *fmt, ...)
+void store_seterr(char **err_r, const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -157,13 +154,13 @@ static void store_seterr(char **err_r, const char *fmt, ...)
 }
 
 /* A database failure: say what we were doing, on which file, and why. */
-static int store_dberr(struct store *st, char **err_r, const char *doing)
+int store_dberr(struct store *st, char **err_r, const char *doing)
 {
 	store_seterr(err_r, "store %s: %s: %s", st->path, doing, sqlite3_errmsg(st->db));
 	return -1;
 }
 
-static int store_checkerr(char **err_r, const char *msg)
+int store_checkerr(char **err_r, const char *msg)
 {
 	store_seterr(err_r, "%s", msg);
 	return -1;
@@ -181,19 +178,46 @@ static sqlite3_stmt *store_stmt(struct store *st, enum store_query q)
 	return s;
 }
 
+sqlite3_stmt *store_sql_stmt(struct store *st, const char *sql, char **err_r)
+{
+	sqlite3_stmt *s;
+
+	for (size_t i = 0; i < st->ncache; i++) {
+		if (st->cache[i].sql == sql) {
+			s = st->cache[i].stmt;
+			sqlite3_reset(s);
+			sqlite3_clear_bindings(s);
+			return s;
+		}
+	}
+	if (st->ncache == STORE_CACHE_MAX) {
+		store_seterr(err_r, "store: more than %d cached statements", STORE_CACHE_MAX);
+		return NULL;
+	}
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+	    SQLITE_OK) {
+		store_dberr(st, err_r, "preparing a statement");
+		return NULL;
+	}
+	st->cache[st->ncache].sql = sql;
+	st->cache[st->ncache].stmt = s;
+	st->ncache++;
+	return s;
+}
+
 /* Release read locks and bound text as soon as a statement is done. */
-static void store_done(sqlite3_stmt *s)
+void store_done(sqlite3_stmt *s)
 {
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 }
 
-static int store_bind_text(sqlite3_stmt *s, int i, const char *v)
+int store_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	return sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
 }
 
-static int store_bind_int(sqlite3_stmt *s, int i, int64_t v)
+int store_bind_int(sqlite3_stmt *s, int i, int64_t v)
 {
 	return sqlite3_bind_int64(s, i, v) == SQLITE_OK ? 0 : -1;
 }
@@ -201,7 +225,7 @@ static int store_bind_int(sqlite3_stmt *s, int i, int64_t v)
 /* Run a bound statement that returns no rows, and reset it.  SQLITE_DONE,
  * or the extended code of the failure (SQLITE_CONSTRAINT_UNIQUE...); the
  * connection keeps the message for store_dberr. */
-static int store_write(sqlite3_stmt *s)
+int store_write(sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 
@@ -214,7 +238,7 @@ static int store_write(sqlite3_stmt *s)
 }
 
 /* Run a bound UPDATE or DELETE: 1 when it matched a row, 0 when none, -1. */
-static int store_change(struct store *st, sqlite3_stmt *s, const char *doing, char **err_r)
+int store_change(struct store *st, sqlite3_stmt *s, const char *doing, char **err_r)
 {
 	if (store_write(s) != SQLITE_DONE)
 		return store_dberr(st, err_r, doing);
@@ -222,7 +246,7 @@ static int store_change(struct store *st, sqlite3_stmt *s, const char *doing, ch
 }
 
 /* Copy a text column; a value that does not fit is an error, not cut. */
-static int store_col_text(sqlite3_stmt *s, int col, char *dst, size_t size)
+int store_col_text(sqlite3_stmt *s, int col, char *dst, size_t size)
 {
 	const unsigned char *v = sqlite3_column_text(s, col);
 
@@ -234,8 +258,6 @@ static int store_col_text(sqlite3_stmt *s, int col, char *dst, size_t size)
 }
 
 /* ---- rows ------------------------------------------------------------------ */
-
-typedef int store_row_fn(sqlite3_stmt *s, void *item);
 
 static int store_row_tenant(sqlite3_stmt *s, void *item)
 {
@@ -289,7 +311,7 @@ static int store_row_network(sqlite3_stmt *s, void *item)
 
 /* Read the one row of a bound query.  0, STORE_NOTFOUND (no error text:
  * the caller words it), or -1. */
-static int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, void *item,
+int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, void *item,
                          const char *doing, char **err_r)
 {
 	int rc = sqlite3_step(s);
@@ -314,7 +336,7 @@ static int store_get_one(struct store *st, sqlite3_stmt *s, store_row_fn *read, 
 }
 
 /* Read every row of a bound query into a malloc'd array. */
-static int store_get_all(struct store *st, sqlite3_stmt *s, store_row_fn *read, size_t size,
+int store_get_all(struct store *st, sqlite3_stmt *s, store_row_fn *read, size_t size,
                          void **list_r, size_t *n_r, const char *doing, char **err_r)
 {
 	char *list = NULL, *p;
@@ -356,7 +378,7 @@ fail:
 
 /* ---- open and close ------------------------------------------------------- */
 
-static int store_exec(struct store *st, const char *sql, const char *doing, char **err_r)
+int store_exec(struct store *st, const char *sql, const char *doing, char **err_r)
 {
 	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return store_dberr(st, err_r, doing);
@@ -379,34 +401,37 @@ static int store_user_version(struct store *st, int *version_r, char **err_r)
 	return 0;
 }
 
-/* Create or check the schema.  The version is read again inside an
- * IMMEDIATE transaction, so two processes opening a new file at once do
- * not both create it. */
+/* Create or migrate the schema.  The version is read again inside an
+ * IMMEDIATE transaction, so two processes opening an old file at once do
+ * not both migrate it; a file newer than this code is refused. */
 static int store_schema(struct store *st, char **err_r)
 {
+	const int latest = (int)store_migrations_count;
+	char sql[32];
 	int version;
 
 	if (store_user_version(st, &version, err_r) < 0)
 		return -1;
-	if (version == STORE_SCHEMA_VERSION)
+	if (version == latest)
 		return 0;
 	if (store_exec(st, "BEGIN IMMEDIATE", "starting the schema transaction", err_r) < 0)
 		return -1;
 	if (store_user_version(st, &version, err_r) < 0)
 		goto fail;
-	if (version == 0) {
-		if (store_exec(st, store_schema_v1, "creating the schema", err_r) < 0)
-			goto fail;
-		version = STORE_SCHEMA_VERSION;
-	}
-	/* Later versions migrate here, one step per version. */
-	if (version != STORE_SCHEMA_VERSION) {
+	if (version < 0 || version > latest) {
 		store_seterr(err_r,
 		             "store %s: schema version %d is not known to this sluice "
 		             "(it knows %d): upgrade sluice",
-		             st->path, version, STORE_SCHEMA_VERSION);
+		             st->path, version, latest);
 		goto fail;
 	}
+	for (; version < latest; version++) {
+		if (store_exec(st, store_migrations[version], "migrating the schema", err_r) < 0)
+			goto fail;
+	}
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", latest);
+	if (store_exec(st, sql, "setting the schema version", err_r) < 0)
+		goto fail;
 	return store_exec(st, "COMMIT", "committing the schema", err_r);
 fail:
 	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -451,7 +476,11 @@ int store_open(const char *uri, struct store **store_r, char **err_r)
 		return -1;
 	}
 	st = calloc(1, sizeof *st);
-	if (st == NULL || (st->path = strdup(path)) == NULL) {
+	if (st != NULL)
+		st->stmt = calloc(Q_COUNT, sizeof *st->stmt);
+	if (st == NULL || st->stmt == NULL || (st->path = strdup(path)) == NULL) {
+		if (st != NULL)
+			free(st->stmt);
 		free(st);
 		store_seterr(err_r, "store: out of memory");
 		return -1;
@@ -504,6 +533,9 @@ void store_close(struct store **store)
 	*store = NULL;
 	for (int q = 0; q < Q_COUNT; q++)
 		sqlite3_finalize(st->stmt[q]);
+	for (size_t i = 0; i < st->ncache; i++)
+		sqlite3_finalize(st->cache[i].stmt);
+	free(st->stmt);
 	sqlite3_close(st->db);
 	free(st->path);
 	free(st);

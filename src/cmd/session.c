@@ -43,6 +43,7 @@ struct session {
 	int after_starttls;   /* the handshake follows STARTTLS (not implicit) */
 	int closing;          /* flush output, then close */
 	int refused;          /* refused at connect: no banner after implicit TLS */
+	int greet_pending;    /* in the listener's greet_pause: s->ev is a timer */
 	int dead;             /* connection gone; free when nothing is pending */
 	int ip_counted;
 
@@ -64,6 +65,7 @@ struct ip_count {
 };
 
 static void session_run(struct session *s);
+static void session_greet(struct session *s);
 static void auth_done(void *ctx, int ok);
 static void session_auth_finish(struct session *s, int ok);
 static void session_arm(struct session *s, short what);
@@ -174,6 +176,12 @@ static void session_event(evutil_socket_t fd, short what, void *arg)
 	struct session *s = arg;
 
 	(void)fd;
+	if (s->greet_pending) {
+		s->greet_pending = 0;
+		session_greet(s);
+		session_run(s);
+		return;
+	}
 	if (what & EV_TIMEOUT) {
 		if (s->handshake || s->closing) {
 			session_close(s, "timeout");
@@ -601,7 +609,7 @@ static void session_run(struct session *s)
 {
 	struct smtp_server_event ev;
 
-	if (s->dead || s->wait != WAIT_NONE)
+	if (s->dead || s->wait != WAIT_NONE || s->greet_pending)
 		return;
 	for (;;) {
 		if (s->handshake) {
@@ -750,13 +758,13 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 			log_info("session=%016llx refused client=%s reason=untrusted-network",
 				 (unsigned long long)s->id, s->addr);
 			s->refused = 1;
-		smtp_server_refuse(s->smtp, 554, "5.7.1",
+			smtp_server_refuse(s->smtp, 554, "5.7.1",
 					   "Relay access from your address is not allowed; "
 					   "submit with AUTH on port 587");
 		} else if (store_tenant_get_id(d->store, tenant_id, &t, &err) != 0) {
 			free(err);
 			s->refused = 1;
-		smtp_server_refuse(s->smtp, 421, "4.3.0", "Temporary failure, try again later");
+			smtp_server_refuse(s->smtp, 421, "4.3.0", "Temporary failure, try again later");
 		} else {
 			s->tenant_id = t.id;
 			util_strlcpy(s->tenant, t.name, sizeof s->tenant);
@@ -771,21 +779,36 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 		s->handshake = 1;
 		s->after_starttls = 0;
 		/* the refusal (if any) or the banner goes out after the handshake */
-	} else {
-		char peek;
-		ssize_t n = recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n > 0) {
-			/* input before our 220: a client that does not wait for
-			 * the greeting is a spam engine or a smuggling attempt */
-			log_info("session=%016llx refused client=%s reason=pregreet",
-				 (unsigned long long)s->id, s->addr);
-			smtp_server_refuse(s->smtp, 554, "5.5.0",
-					   "Protocol error: input before the greeting");
-		} else {
-			smtp_server_greet(s->smtp);
-		}
+	} else if (lc->greet_pause_ms > 0 && !s->refused) {
+		/* hold the banner back: a client that talks first shows it
+		 * does not wait for it (a spam engine, or a smuggling try) */
+		struct timeval tv = {.tv_sec = lc->greet_pause_ms / 1000,
+				     .tv_usec = (lc->greet_pause_ms % 1000) * 1000};
+
+		s->greet_pending = 1;
+		event_assign(s->ev, d->base, -1, 0, session_event, s);
+		event_add(s->ev, &tv);
+		return;
+	} else if (!s->refused) {
+		session_greet(s);
 	}
 	session_run(s);
+}
+
+/* The banner, or 554 5.5.0 when the client's input is already there. */
+static void session_greet(struct session *s)
+{
+	char peek;
+	ssize_t n = recv(s->conn.fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0) {
+		log_info("session=%016llx refused client=%s reason=pregreet",
+			 (unsigned long long)s->id, s->addr);
+		smtp_server_refuse(s->smtp, 554, "5.5.0",
+				   "Protocol error: input before the greeting");
+	} else {
+		smtp_server_greet(s->smtp);
+	}
 }
 
 void session_shutdown_all(struct sluiced *d)
@@ -798,6 +821,10 @@ void session_shutdown_all(struct sluiced *d)
 			continue;
 		if (s->wait != WAIT_NONE)
 			continue; /* answers first; closes on the next step */
+		if (s->greet_pending) {
+			event_del(s->ev);
+			s->greet_pending = 0;
+		}
 		smtp_server_shutdown(s->smtp);
 		session_run(s);
 	}

@@ -125,6 +125,29 @@ static int listener_key(struct config_listener *l, const char *k, char *v, const
 		}
 		return 0;
 	}
+	if (strcmp(k, "greet_pause") == 0) {
+		/* "300ms", or a duration in seconds ("1s", "2") */
+		size_t n = strlen(v);
+		uint64_t ms;
+		if (n > 2 && strcmp(v + n - 2, "ms") == 0) {
+			char *end;
+			v[n - 2] = '\0';
+			errno = 0;
+			ms = strtoull(v, &end, 10);
+			if (errno != 0 || end == v || *end != '\0' || v[0] == '-')
+				ms = UINT64_MAX;
+		} else if (util_parse_duration(v, &ms) == 0 && ms <= CONFIG_GREET_PAUSE_MAX_MS / 1000) {
+			ms *= 1000;
+		} else {
+			ms = UINT64_MAX;
+		}
+		if (ms > CONFIG_GREET_PAUSE_MAX_MS) {
+			*why = "greet_pause must be a duration up to 60s (\"300ms\", \"2s\")";
+			return -1;
+		}
+		l->greet_pause_ms = (uint32_t)ms;
+		return 0;
+	}
 	*why = "unknown listener key";
 	return -1;
 }

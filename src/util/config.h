@@ -11,6 +11,7 @@
 
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ADDRS 8
+#define CONFIG_GREET_PAUSE_MAX_MS 60000u
 
 enum config_tls { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_IMPLICIT };
 /* submission: AUTH required before MAIL.  relay: no AUTH; only clients
@@ -23,6 +24,10 @@ struct config_listener {
 	size_t naddrs;
 	enum config_tls tls;
 	enum config_mode mode;
+	/* milliseconds to wait before the 220 banner; a client that talks
+	 * first is refused (554 5.5.0).  0: banner at once (still refused
+	 * when its bytes are already there).  Not for implicit TLS. */
+	uint32_t greet_pause_ms;
 };
 
 #define CONFIG_MAX_ROUTES 32

@@ -105,7 +105,8 @@ class Sluice:
     # ---- creation ---------------------------------------------------------
 
     @classmethod
-    def create(cls, binaries, label="t", max_errors=5, extra_global="", extra_sections=""):
+    def create(cls, binaries, label="t", max_errors=5, extra_global="", extra_sections="",
+               listener_extra=""):
         label = re.sub(r"[^A-Za-z0-9_.-]", "_", label)
         root = tempfile.mkdtemp(prefix=f"sluice-it-{label}-")
         os.chmod(root, 0o755)  # sluiced runs as nobody after start
@@ -118,13 +119,14 @@ class Sluice:
         }
         d = cls(binaries, root, ports, ipv6)
         d.write_config(max_errors=max_errors, extra_global=extra_global,
-                       extra_sections=extra_sections)
+                       extra_sections=extra_sections, listener_extra=listener_extra)
         d.provision()
         return d
 
-    def write_config(self, max_errors=5, extra_global="", extra_sections=""):
+    def write_config(self, max_errors=5, extra_global="", extra_sections="", listener_extra=""):
         """The configuration; delivery is off unless extra_global turns it on (the
-        submission tests must never send to a real MX)."""
+        submission tests must never send to a real MX).  listener_extra: lines for
+        every listener but the implicit-TLS one (e.g. "greet_pause = 400ms")."""
         if not re.search(r"^\s*delivery\s*=", extra_global, re.M):
             extra_global = "delivery = off\n" + extra_global
         p = self.ports
@@ -153,6 +155,7 @@ auth_fail_window = 600
 listen = {sub_listen}
 tls = starttls
 mode = submission
+{listener_extra}
 
 [listener submissions]
 listen = 127.0.0.1:{p['submissions']}
@@ -163,11 +166,13 @@ mode = submission
 listen = 127.0.0.1:{p['alt']}
 tls = starttls
 mode = submission
+{listener_extra}
 
 [listener relay]
 listen = 127.0.0.1:{p['relay']}
 tls = starttls
 mode = relay
+{listener_extra}
 
 {extra_sections}
 """

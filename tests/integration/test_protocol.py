@@ -1,9 +1,13 @@
 """SMTP protocol edge cases over raw sockets: smuggling, pipelining, limits, STARTTLS."""
+import smtplib
 import socket
+import time
 
 import pytest
 
-from sluicelib import TRUSTED_SRC, Closed, Raw, message, queued_id, session, token
+import sluicelib
+from sluicelib import (ACME_PW, TRUSTED_SRC, Closed, Raw, client_tls_context, message,
+                       queued_id, session, token)
 
 SMUGGLE_SEPARATORS = {
     "lf-dot-crlf": b"\n.\r\n",
@@ -107,53 +111,93 @@ def test_data_before_354(sluice):
     assert sluice.find_token(tok) == []
 
 
+GREET_PAUSE = 0.4  # seconds; the listeners' greet_pause in the pregreet daemon
+
+
+@pytest.fixture(scope="module")
+def pausing(binaries):
+    """A daemon whose plaintext listeners hold the banner back for GREET_PAUSE."""
+    d = sluicelib.Sluice.create(binaries, label="greet-pause",
+                                listener_extra=f"greet_pause = {int(GREET_PAUSE * 1000)}ms")
+    d.start()
+    yield d
+    d.stop()
+
+
+def _connect(port, source):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(5)
+    if source:
+        s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def _read_line(s):
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 @pytest.mark.parametrize("kind", ["submission", "relay"])
-def test_pregreet(sluice, kind):
-    """Input before the 220 greeting: 554 5.5.0 and close.  Whether our bytes arrive
-    before sluiced looks is a race we cannot control from outside, so try up to 30
-    times and require that it is caught at least once and never answered otherwise."""
-    port = sluice.ports[kind]
+def test_pregreet(pausing, kind):
+    """Input inside the greeting pause: 554 5.5.0, no banner, connection closed,
+    and the sender's command never answered.  Every time, not by luck."""
     source = TRUSTED_SRC if kind == "relay" else None
-    caught = 0
-    for _ in range(30):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.settimeout(5)
+    mark = pausing.log_size()
+    for _ in range(3):
+        s = _connect(pausing.ports[kind], source)
         try:
-            if source:
-                s.bind((source, 0))
-            s.connect(("127.0.0.1", port))
             s.sendall(b"EHLO pregreet.sluice.test\r\n")
-            data = b""
-            for _ in range(20):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-                if data.startswith(b"554") and data.endswith(b"\r\n"):
-                    break
-                if data.startswith(b"220") and b"250" in data:
-                    break
-        finally:
-            pass
-        if data.startswith(b"554 5.5.0"):
-            caught += 1
-            s.settimeout(3)
+            data = _read_line(s)
+            assert data.startswith(b"554 5.5.0 "), data
             try:
                 rest = s.recv(4096)
-            except socket.timeout:
-                rest = None
             except ConnectionError:  # RST: closed with our unread input in its buffer
                 rest = b""
+            assert rest == b"", f"not closed after the pregreet refusal: {data!r} {rest!r}"
+        finally:
             s.close()
-            assert rest == b"", f"not closed after pregreet refusal: {data!r} {rest!r}"
-            if caught >= 2:
-                break
-        else:
-            s.close()
-            # we lost the race: then it must be a normal session
-            assert data.startswith(b"220 "), data
-    assert caught >= 1, "input before the greeting was never refused in 30 tries"
+    assert pausing.log_since(mark).count("reason=pregreet") == 3
+
+
+@pytest.mark.parametrize("kind", ["submission", "relay"])
+def test_greet_pause_polite_client(pausing, kind):
+    """A client that waits gets the banner after the pause, then a normal session."""
+    source = TRUSTED_SRC if kind == "relay" else None
+    t0 = time.monotonic()
+    s = _connect(pausing.ports[kind], source)
+    try:
+        banner = _read_line(s)
+        waited = time.monotonic() - t0
+        assert banner.startswith(b"220 "), banner
+        assert waited >= GREET_PAUSE * 0.9, f"banner after {waited:.3f}s"
+        s.sendall(b"EHLO polite.sluice.test\r\n")
+        reply = b""
+        while b"\r\n250 " not in b"\r\n" + reply:
+            chunk = s.recv(4096)
+            assert chunk, reply
+            reply += chunk
+        assert reply.startswith(b"250"), reply
+        s.sendall(b"QUIT\r\n")
+        assert _read_line(s).startswith(b"221 "), "no 221 to QUIT"
+    finally:
+        s.close()
+
+
+def test_greet_pause_smtplib(pausing):
+    """A real client through the pause: smtplib submits with STARTTLS and AUTH."""
+    tok = token()
+    with smtplib.SMTP("127.0.0.1", pausing.ports["submission"], timeout=10) as c:
+        c.starttls(context=client_tls_context())
+        c.login("acme", ACME_PW)
+        c.sendmail("alice@acme.example", ["bob@example.org"], message(tok))
+    assert len(pausing.find_token(tok)) == 1
 
 
 @pytest.mark.parametrize("kind", ["submission", "relay"])

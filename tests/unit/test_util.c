@@ -115,8 +115,12 @@ static void test_config_good(void **state)
 			       "timeout_command = 2m\n"
 			       "[listener relay]\n"
 			       "listen = 127.0.0.1:25, [::1]:25\n"
+			       "greet_pause = 300ms\n"
 			       "[listener submissions]\n"
-			       "listen = *:465\n");
+			       "listen = *:465\n"
+			       "[listener alt]\n"
+			       "listen = *:2525\n"
+			       "greet_pause = 2s\n");
 
 	(void)state;
 	config_defaults(&cfg);
@@ -127,7 +131,10 @@ static void test_config_good(void **state)
 	assert_int_equal(cfg.max_message_size, 10 << 20);
 	assert_int_equal(cfg.timeout_command, 120);
 	assert_int_equal(cfg.max_recipients, 100);
-	assert_int_equal(cfg.nlisteners, 2);
+	assert_int_equal(cfg.nlisteners, 3);
+	assert_int_equal(cfg.listeners[0].greet_pause_ms, 300);
+	assert_int_equal(cfg.listeners[1].greet_pause_ms, 0);
+	assert_int_equal(cfg.listeners[2].greet_pause_ms, 2000);
 	assert_int_equal(cfg.listeners[0].mode, CONFIG_MODE_RELAY);
 	assert_int_equal(cfg.listeners[0].naddrs, 2);
 	assert_string_equal(cfg.listeners[0].addrs[1], "[::1]:25");
@@ -218,6 +225,10 @@ static void test_config_bad(void **state)
 		{"[listener]\n", ":1: expected [listener NAME]"},
 		{"[listener a]\ntls = maybe\n", ":2: tls: tls must be none, starttls or implicit"},
 		{"hostname\n", ":1: expected key = value"},
+		{"[listener a]\ngreet_pause = 61s\n", ":2: greet_pause: greet_pause must be a duration"},
+		{"[listener a]\ngreet_pause = 60001ms\n", ":2: greet_pause: greet_pause must be"},
+		{"[listener a]\ngreet_pause = -5ms\n", ":2: greet_pause: greet_pause must be"},
+		{"[listener a]\ngreet_pause = soonms\n", ":2: greet_pause: greet_pause must be"},
 		{"store = sqlite:x\nspool_dir = y\n[listener a]\n", ":0: a listener has no listen"},
 		{"hostname = x\n", ":0: store and spool_dir are required"},
 		{"mx_port = 0\n", ":1: mx_port: bad port"},

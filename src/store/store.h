@@ -103,4 +103,44 @@ int store_network_remove(struct store *st, int64_t tenant_id, const char *cidr, 
 int store_network_list(struct store *st, int64_t tenant_id, struct store_network **list_r,
 		       size_t *n_r, char **err_r);
 
+/* ---- sending domains: verification token and DKIM keys (store_dkim.c) ---- */
+
+#define STORE_TOKEN_MAX 64
+#define STORE_SELECTOR_MAX 63
+#define STORE_DKIM_PEM_MAX 4096    /* PKCS#8 PEM of RSA-2048 is ~1.7 KB */
+#define STORE_DKIM_RECORD_MAX 1024 /* "v=DKIM1; k=rsa; p=..." is ~410 bytes */
+
+enum store_dkim_alg { STORE_DKIM_RSA = 0, STORE_DKIM_ED25519 = 1 };
+/* pending: published, not signing; active: signing; retired: no longer
+ * signing, its record stays in DNS for the overlap, then its key is wiped */
+enum store_dkim_state { STORE_DKIM_PENDING = 0, STORE_DKIM_ACTIVE = 1, STORE_DKIM_RETIRED = 2 };
+
+struct store_dkim_key {
+	int64_t id;
+	char domain[STORE_DOMAIN_MAX + 1];
+	char selector[STORE_SELECTOR_MAX + 1];
+	int alg;   /* enum store_dkim_alg */
+	int state; /* enum store_dkim_state */
+	char pem[STORE_DKIM_PEM_MAX];          /* "" once wiped */
+	char record[STORE_DKIM_RECORD_MAX];    /* the TXT value to publish */
+	int64_t created, activated, retired;   /* unix seconds; 0 not yet */
+};
+
+/* The domain's DNS verification token (one per domain; set replaces). */
+int store_domain_token_set(struct store *st, const char *domain, const char *token,
+			   char **err_r);
+int store_domain_token_get(struct store *st, const char *domain,
+			   char token_r[STORE_TOKEN_MAX + 1], char **err_r);
+/* Add a key, state pending or active (activated = created then). */
+int store_dkim_add(struct store *st, const struct store_dkim_key *k, char **err_r);
+/* domain: its keys, oldest first; NULL: every domain's active keys (what
+ * sluiced signs with).  *list_r malloc'd; wipe (it holds keys) and free. */
+int store_dkim_list(struct store *st, const char *domain, struct store_dkim_key **list_r,
+		    size_t *n_r, char **err_r);
+/* Move a key to state, stamping activated or retired with when. */
+int store_dkim_set_state(struct store *st, const char *domain, const char *selector, int state,
+			 int64_t when, char **err_r);
+/* Forget a retired key's private half (its record may leave DNS). */
+int store_dkim_wipe(struct store *st, const char *domain, const char *selector, char **err_r);
+
 #endif

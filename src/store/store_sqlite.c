@@ -61,8 +61,29 @@ static const char store_schema_v1[] =
     " created INTEGER NOT NULL);"
     "CREATE INDEX networks_tenant ON networks (tenant_id);";
 
+/* Version 2 (issue 5): a domain's DNS verification token and its DKIM
+ * keys (store_dkim.c); both go with their domain. */
+static const char store_schema_dkim[] =
+    "CREATE TABLE domain_tokens ("
+    " domain TEXT PRIMARY KEY REFERENCES domains (domain) ON DELETE CASCADE,"
+    " token TEXT NOT NULL CHECK (length(token) BETWEEN 1 AND 64));"
+    "CREATE TABLE dkim_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " domain TEXT NOT NULL REFERENCES domains (domain) ON DELETE CASCADE,"
+    " selector TEXT NOT NULL CHECK (length(selector) BETWEEN 1 AND 63),"
+    " alg INTEGER NOT NULL CHECK (alg IN (0, 1)),"
+    " state INTEGER NOT NULL CHECK (state IN (0, 1, 2)),"
+    " private_pem TEXT NOT NULL CHECK (length(private_pem) < 4096),"
+    " dns_record TEXT NOT NULL CHECK (length(dns_record) BETWEEN 1 AND 1023),"
+    " created INTEGER NOT NULL,"
+    " activated INTEGER NOT NULL DEFAULT 0,"
+    " retired INTEGER NOT NULL DEFAULT 0,"
+    " UNIQUE (domain, selector));"
+    "CREATE INDEX dkim_keys_state ON dkim_keys (state);";
+
 const char *const store_migrations[] = {
     store_schema_v1,
+    store_schema_dkim,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

@@ -14,6 +14,7 @@
 
 #include "store/store.h"
 #include "store/store_check.h"
+#include "store/store_int.h" /* store_migrations_count */
 
 #define HASH_A "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 #define HASH_B "$argon2id$v=19$m=65536,t=2,p=1$b3RoZXJzYWx0$b3RoZXJoYXNob3RoZXJoYQ"
@@ -120,7 +121,7 @@ static void test_open_mode_and_pragmas(void **state)
 	sqlite3_finalize(s);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(s, 0), 1);
+	assert_int_equal(sqlite3_column_int(s, 0), (int)store_migrations_count);
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 }

@@ -1,0 +1,238 @@
+/* Unit tests for store_dkim.c: verification tokens, DKIM keys and their
+ * states, removal with the domain, and a version-1 file migrating. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	char uri[160];
+	struct store *st;
+	int64_t tenant;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/sluice-test-dkimstore-XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
+	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
+	*state = f;
+	return 0;
+}
+
+static void open_store(struct fixture *f)
+{
+	char *err = NULL;
+
+	if (store_open(f->uri, &f->st, &err) != 0)
+		fail_msg("store_open: %s", err ? err : "?");
+	if (store_tenant_get(f->st, "acme", &(struct store_tenant){0}, &err) == STORE_NOTFOUND) {
+		free(err);
+		err = NULL;
+		assert_int_equal(store_tenant_add(f->st, "acme", &f->tenant, &err), 0);
+	}
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[200];
+
+	store_close(&f->st);
+	unlink(f->path);
+	snprintf(p, sizeof p, "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", f->path);
+	unlink(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct store_dkim_key key(const char *domain, const char *sel, int alg, int state)
+{
+	struct store_dkim_key k;
+
+	memset(&k, 0, sizeof k);
+	snprintf(k.domain, sizeof k.domain, "%s", domain);
+	snprintf(k.selector, sizeof k.selector, "%s", sel);
+	k.alg = alg;
+	k.state = state;
+	snprintf(k.pem, sizeof k.pem, "-----BEGIN PRIVATE KEY-----\n%s\n", sel);
+	snprintf(k.record, sizeof k.record, "v=DKIM1; k=%s; p=%s",
+		 alg == STORE_DKIM_RSA ? "rsa" : "ed25519", sel);
+	k.created = 1000;
+	return k;
+}
+
+static void test_tokens(void **state)
+{
+	struct fixture *f = *state;
+	char token[STORE_TOKEN_MAX + 1], *err = NULL;
+
+	open_store(f);
+	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 0, &err), 0);
+	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err),
+			 STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_domain_token_set(f->st, "ACME.example", "t1", &err), 0);
+	assert_int_equal(store_domain_token_set(f->st, "acme.example", "t2", &err), 0);
+	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err), 0);
+	assert_string_equal(token, "t2");
+	assert_int_equal(store_domain_token_set(f->st, "nosuch.example", "t", &err),
+			 STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_domain_token_set(f->st, "acme.example", "", &err), -1);
+	free(err);
+}
+
+static void test_keys(void **state)
+{
+	struct fixture *f = *state;
+	struct store_dkim_key k, *list = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	open_store(f);
+	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 1, &err), 0);
+	assert_int_equal(store_domain_add(f->st, f->tenant, "beta.example", 1, &err), 0);
+	k = key("acme.example", "s1r", STORE_DKIM_RSA, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	k = key("acme.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	k = key("acme.example", "s2r", STORE_DKIM_RSA, STORE_DKIM_PENDING);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), STORE_EXISTS);
+	free(err);
+	err = NULL;
+	k = key("beta.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	k = key("nosuch.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	k = key("acme.example", "bad", 7, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), -1);
+	free(err);
+	err = NULL;
+
+	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].selector, "s1r");
+	assert_int_equal(list[0].activated, 1000);
+	assert_int_equal(list[2].state, STORE_DKIM_PENDING);
+	assert_int_equal(list[2].activated, 0);
+	assert_non_null(strstr(list[1].record, "k=ed25519"));
+	free(list);
+
+	/* every domain's active keys: what sluiced signs with */
+	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(n, 3);
+	free(list);
+
+	/* rotate: the pending key becomes active, the old one retires */
+	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s2r", STORE_DKIM_ACTIVE, 2000,
+					      &err), 0);
+	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_RETIRED, 2000,
+					      &err), 0);
+	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "zz", STORE_DKIM_RETIRED, 2000,
+					      &err), STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_dkim_wipe(f->st, "acme.example", "s1e", &err), STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_dkim_wipe(f->st, "acme.example", "s1r", &err), 0);
+	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(list[0].state, STORE_DKIM_RETIRED);
+	assert_int_equal(list[0].retired, 2000);
+	assert_string_equal(list[0].pem, "");
+	assert_int_equal(list[2].state, STORE_DKIM_ACTIVE);
+	assert_int_equal(list[2].activated, 2000);
+	free(list);
+
+	/* a removed domain takes its keys and token along */
+	assert_int_equal(store_domain_token_set(f->st, "acme.example", "t", &err), 0);
+	assert_int_equal(store_domain_remove(f->st, f->tenant, "acme.example", &err), 0);
+	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 0, &err), 0);
+	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].domain, "beta.example");
+	free(list);
+}
+
+/* A file made by the version-1 schema (before DKIM) opens, migrates, and
+ * keeps its domains. */
+static void test_migrates_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct store_dkim_key k, *list = NULL;
+	struct store_domain d;
+	size_t n = 0;
+	char *err = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+			 "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+			 " updated INTEGER NOT NULL);"
+			 "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+			 " NULL DEFAULT 0, created INTEGER NOT NULL);"
+			 "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+			 "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
+			 "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
+			 "PRAGMA user_version = 1;",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(store_domain_get(f->st, "old.example", &d, &err), 0);
+	assert_true(d.verified);
+	k = key("old.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(list);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,7 +1,7 @@
 /*
  * limits: what may start, and how often.  The per-destination limits
- * from the configuration (a sorted table, exact keys), and GCRA, the
- * generic cell rate algorithm: each destination keeps one number, the
+ * from the configuration (a sorted table, exact keys), and the rate per
+ * destination: GCRA (util/gcra.c): each destination keeps one number, the
  * theoretical arrival time (TAT) of its next job.  A job may start when
  * TAT - tau <= now (tau = (burst - 1) * interval); starting one moves TAT
  * to max(TAT, now) + interval.  So the rate is smooth at every scale: no
@@ -62,19 +62,11 @@ const struct sched_limits *sched_limits_for(const struct sched_dest_limits *per_
 	return hit != NULL ? &hit->limits : def;
 }
 
-/* ---- GCRA ----------------------------------------------------------------- */
+/* ---- GCRA (util/gcra.c, shared with the policy limits) -------------------- */
 
 int64_t sched_gcra_interval(uint32_t per_minute)
 {
-	if (per_minute == 0)
-		return 0;
-	/* Rounded up: never above the configured rate. */
-	return (SCHED_US_PER_MINUTE + per_minute - 1) / per_minute;
-}
-
-static int64_t sched_gcra_tau(int64_t interval_us, uint32_t burst)
-{
-	return burst > 1 ? (int64_t)(burst - 1) * interval_us : 0;
+	return util_gcra_interval(SCHED_US_PER_MINUTE, per_minute);
 }
 
 /* The millisecond a time in microseconds falls in (floor division). */
@@ -89,13 +81,12 @@ static int64_t sched_us_to_ms(int64_t us)
  * 2 ms, 30,000 a minute instead of 50,000). */
 int64_t sched_gcra_ready(const struct sched_gcra *g, int64_t interval_us, uint32_t burst)
 {
-	return sched_us_to_ms(g->tat_us - sched_gcra_tau(interval_us, burst));
+	return sched_us_to_ms(util_gcra_ready_us(&g->u, interval_us, burst));
 }
 
 int sched_gcra_take(struct sched_gcra *g, int64_t interval_us, uint32_t burst, int64_t now_ms,
                     int64_t *ready_r)
 {
-	int64_t now = now_ms * 1000;
 	int64_t ready;
 
 	*ready_r = now_ms;
@@ -106,6 +97,6 @@ int sched_gcra_take(struct sched_gcra *g, int64_t interval_us, uint32_t burst, i
 		*ready_r = ready;
 		return 0;
 	}
-	g->tat_us = (g->tat_us > now ? g->tat_us : now) + interval_us;
+	util_gcra_add(&g->u, interval_us, 1, now_ms * 1000);
 	return 1;
 }

@@ -322,7 +322,7 @@ static int sched_dest_keep(void *ctx, struct sched_mapnode *node)
 	const struct sched_dest *d = (const struct sched_dest *)node;
 
 	return d->jobs.n > 0 || d->conns > 0 || d->out > 0 || d->hold_until > g->now_ms ||
-	       (d->interval_us > 0 && d->gcra.tat_us > g->now_ms * 1000);
+	       (d->interval_us > 0 && d->gcra.u.tat_us > g->now_ms * 1000);
 }
 
 static int sched_host_keep(void *ctx, struct sched_mapnode *node)

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "spool/spool.h"
+#include "util/util.h"
 
 #define SCHED_NEVER INT64_MAX /* no time: wait for a job or a slot to come back */
 
@@ -69,8 +70,9 @@ int64_t sched_backoff_deadline(const struct sched_backoff *b, int64_t received_m
 
 /* ---- rate: GCRA ----------------------------------------------------------- */
 
+/* util's GCRA state (util/gcra.c), shared with the policy limits */
 struct sched_gcra {
-	int64_t tat_us; /* theoretical arrival time of the next event */
+	struct util_gcra u;
 };
 
 /* Emission interval for per_minute events a minute, in microseconds (so

@@ -76,4 +76,25 @@ int64_t util_wall_seconds(void); /* CLOCK_REALTIME */
 /* RFC 5322 date-time, e.g. "Mon, 23 Nov 2026 19:30:00 +0000". */
 void util_rfc5322_date(int64_t t, char *out, size_t size);
 
+/* ---- rates: GCRA (gcra.c) ------------------------------------------------ */
+
+struct util_gcra {
+	int64_t tat_us; /* theoretical arrival time of the next cell */
+};
+
+/* Emission interval of count cells per period, in microseconds, rounded
+ * up (never above the rate); 0 (no limit) for count 0. */
+int64_t util_gcra_interval(int64_t period_us, uint64_t count);
+/* 1 when n cells conform at now_us with a burst of burst cells (0 counts
+ * as 1); else 0 with *wait_us_r = how long until they would, -1 when
+ * never (n > burst).  Interval 0: always 1.  Nothing is counted. */
+int util_gcra_check(const struct util_gcra *g, int64_t interval_us, uint32_t burst, uint32_t n,
+		    int64_t now_us, int64_t *wait_us_r);
+/* Count n cells at now_us (after a check said they conform). */
+void util_gcra_add(struct util_gcra *g, int64_t interval_us, uint32_t n, int64_t now_us);
+/* Give back n cells counted earlier (a reservation that was not used). */
+void util_gcra_refund(struct util_gcra *g, int64_t interval_us, uint32_t n);
+/* The time from which the next single cell conforms (TAT - tau). */
+int64_t util_gcra_ready_us(const struct util_gcra *g, int64_t interval_us, uint32_t burst);
+
 #endif

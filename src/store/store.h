@@ -143,4 +143,98 @@ int store_dkim_set_state(struct store *st, const char *domain, const char *selec
 /* Forget a retired key's private half (its record may leave DNS). */
 int store_dkim_wipe(struct store *st, const char *domain, const char *selector, char **err_r);
 
+/* ---- egress exceptions, requests and their audit log (store_egress.c) ---- */
+
+#define STORE_EGRESS_REASON_MAX 200
+#define STORE_EGRESS_ACTOR_MAX 64
+
+/* An exception opens port 25 for a tenant's source network until expires
+ * (0: until revoked).  Active: not revoked and not expired. */
+struct store_egress_exception {
+	int64_t id;
+	int64_t tenant_id;
+	char tenant[STORE_NAME_MAX + 1];
+	char cidr[STORE_CIDR_MAX + 1];   /* canonical, as store_network */
+	char reason[STORE_EGRESS_REASON_MAX + 1];
+	int64_t created;
+	char created_by[STORE_EGRESS_ACTOR_MAX + 1];
+	int64_t expires;                 /* unix seconds; 0 never */
+	int64_t revoked;                 /* unix seconds; 0 not revoked */
+	char revoked_by[STORE_EGRESS_ACTOR_MAX + 1];
+	int64_t request_id;              /* the request it grants; 0 none */
+};
+
+enum store_egress_state { STORE_EGRESS_PENDING = 0, STORE_EGRESS_APPROVED = 1,
+			  STORE_EGRESS_DENIED = 2 };
+
+struct store_egress_request {
+	int64_t id;
+	int64_t tenant_id;
+	char tenant[STORE_NAME_MAX + 1];
+	char cidr[STORE_CIDR_MAX + 1];
+	char reason[STORE_EGRESS_REASON_MAX + 1];
+	int64_t duration;                /* seconds the exception would last; 0 no expiry */
+	int64_t created;
+	char created_by[STORE_EGRESS_ACTOR_MAX + 1];
+	int state;                       /* enum store_egress_state */
+	int64_t decided;
+	char decided_by[STORE_EGRESS_ACTOR_MAX + 1];
+	char note[STORE_EGRESS_REASON_MAX + 1];
+	int64_t exception_id;            /* the exception an approval made */
+};
+
+struct store_egress_audit {
+	int64_t id;
+	int64_t at;
+	char actor[STORE_EGRESS_ACTOR_MAX + 1];
+	char action[33];  /* allow, revoke, request, approve, deny */
+	int64_t tenant_id;
+	char tenant[STORE_NAME_MAX + 1]; /* "" when none */
+	char cidr[STORE_CIDR_MAX + 1];
+	int64_t ref;                     /* exception or request id */
+	char detail[STORE_EGRESS_REASON_MAX + 1];
+};
+
+/* reason: 1-200 printable characters; actor: who does it ("root",
+ * "operator:alice", "tenant:acme"), 1-64 printable characters.  Each
+ * change and its audit row are written in one transaction.  Overlaps with
+ * other exceptions are the caller's to check (egress_cidr_overlap). */
+int store_egress_exception_add(struct store *st, int64_t tenant_id, const char *cidr,
+			       const char *reason, int64_t expires, const char *actor,
+			       int64_t *id_r, char **err_r);
+/* STORE_NOTFOUND when no active exception has this id. */
+int store_egress_exception_revoke(struct store *st, int64_t id, const char *actor,
+				  char **err_r);
+/* Every active exception of the tenant (a suspended tenant loses them);
+ * *n_r how many.  why: the audit detail ("tenant suspended"). */
+int store_egress_exception_revoke_tenant(struct store *st, int64_t tenant_id, const char *actor,
+					 const char *why, size_t *n_r, char **err_r);
+/* tenant_id 0: every tenant's.  all 0: the active ones at now; 1: every
+ * row, revoked and expired too.  Ordered by id; *list_r malloc'd. */
+int store_egress_exception_list(struct store *st, int64_t tenant_id, int all, int64_t now,
+				struct store_egress_exception **list_r, size_t *n_r,
+				char **err_r);
+int store_egress_exception_get(struct store *st, int64_t id,
+			       struct store_egress_exception *x_r, char **err_r);
+
+int store_egress_request_add(struct store *st, int64_t tenant_id, const char *cidr,
+			     const char *reason, int64_t duration, const char *actor,
+			     int64_t *id_r, char **err_r);
+int store_egress_request_get(struct store *st, int64_t id, struct store_egress_request *r_r,
+			     char **err_r);
+/* A pending request approved: its exception made (expiring duration
+ * seconds from now), the request marked, both audited, in one
+ * transaction.  STORE_NOTFOUND: no such request; STORE_EXISTS: decided. */
+int store_egress_request_approve(struct store *st, int64_t id, const char *actor,
+				 int64_t *exception_id_r, char **err_r);
+int store_egress_request_deny(struct store *st, int64_t id, const char *actor, const char *note,
+			      char **err_r);
+/* tenant_id 0: every tenant's; pending_only: state pending. */
+int store_egress_request_list(struct store *st, int64_t tenant_id, int pending_only,
+			      struct store_egress_request **list_r, size_t *n_r, char **err_r);
+
+/* The audit log, newest first, at most limit rows; tenant_id 0: all. */
+int store_egress_audit_list(struct store *st, int64_t tenant_id, size_t limit,
+			    struct store_egress_audit **list_r, size_t *n_r, char **err_r);
+
 #endif

@@ -81,9 +81,52 @@ static const char store_schema_dkim[] =
     " UNIQUE (domain, selector));"
     "CREATE INDEX dkim_keys_state ON dkim_keys (state);";
 
+/* Version 3: egress exceptions (port 25 opened for a tenant's source
+ * network, with a reason and an expiry), tenants' requests for one and
+ * the audit log of both (store_egress.c, issue 6).  Times are unix
+ * seconds, 0 for "never" / "not yet"; request state 0 pending, 1 approved,
+ * 2 denied. */
+static const char store_schema_egress[] =
+    "CREATE TABLE egress_exceptions ("
+    " id INTEGER PRIMARY KEY,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
+    " cidr TEXT NOT NULL CHECK (length(cidr) BETWEEN 1 AND 64),"
+    " reason TEXT NOT NULL CHECK (length(reason) BETWEEN 1 AND 200),"
+    " created INTEGER NOT NULL,"
+    " created_by TEXT NOT NULL CHECK (length(created_by) BETWEEN 1 AND 64),"
+    " expires INTEGER NOT NULL DEFAULT 0,"
+    " revoked INTEGER NOT NULL DEFAULT 0,"
+    " revoked_by TEXT NOT NULL DEFAULT '' CHECK (length(revoked_by) <= 64),"
+    " request_id INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX egress_exceptions_tenant ON egress_exceptions (tenant_id);"
+    "CREATE TABLE egress_requests ("
+    " id INTEGER PRIMARY KEY,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id),"
+    " cidr TEXT NOT NULL CHECK (length(cidr) BETWEEN 1 AND 64),"
+    " reason TEXT NOT NULL CHECK (length(reason) BETWEEN 1 AND 200),"
+    " duration INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL,"
+    " created_by TEXT NOT NULL CHECK (length(created_by) BETWEEN 1 AND 64),"
+    " state INTEGER NOT NULL DEFAULT 0 CHECK (state IN (0, 1, 2)),"
+    " decided INTEGER NOT NULL DEFAULT 0,"
+    " decided_by TEXT NOT NULL DEFAULT '' CHECK (length(decided_by) <= 64),"
+    " note TEXT NOT NULL DEFAULT '' CHECK (length(note) <= 200),"
+    " exception_id INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX egress_requests_tenant ON egress_requests (tenant_id);"
+    "CREATE TABLE egress_audit ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " actor TEXT NOT NULL CHECK (length(actor) BETWEEN 1 AND 64),"
+    " action TEXT NOT NULL CHECK (length(action) BETWEEN 1 AND 32),"
+    " tenant_id INTEGER NOT NULL DEFAULT 0,"
+    " cidr TEXT NOT NULL DEFAULT '' CHECK (length(cidr) <= 64),"
+    " ref INTEGER NOT NULL DEFAULT 0,"
+    " detail TEXT NOT NULL DEFAULT '' CHECK (length(detail) <= 200));";
+
 const char *const store_migrations[] = {
     store_schema_v1,
     store_schema_dkim,
+    store_schema_egress,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

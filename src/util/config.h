@@ -97,6 +97,16 @@ struct config_delivery {
 	size_t nroutes;
 };
 
+/* Sending domains (issue 5): the SPF and DMARC records `sluice domain
+ * add` prints, and DKIM key rotation. */
+#define CONFIG_MAX_SENDING_ADDRESSES 32
+struct config_domains {
+	char *sending_addresses; /* "192.0.2.10 2001:db8::/64": SPF ip4:/ip6:; NULL none */
+	char *spf_include;       /* a domain for "include:", or NULL */
+	char *dmarc_rua;         /* "mailto:..."; NULL: mailto:dmarc@DOMAIN */
+	uint32_t dkim_overlap;   /* seconds a retired key stays published */
+};
+
 struct sluice_config {
 	char *path;      /* the file it was read from */
 	char *hostname;  /* our name in the banner, EHLO and Received */
@@ -127,6 +137,7 @@ struct sluice_config {
 	size_t nlisteners;
 
 	struct config_delivery delivery;
+	struct config_domains domains;
 };
 
 void config_defaults(struct sluice_config *cfg);
@@ -147,5 +158,11 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 int config_route_key(struct config_route *r, const char *k, char *v, const char **why);
 int config_delivery_check(struct config_delivery *d, const char **why);
 void config_delivery_free(struct config_delivery *d);
+
+/* config_domains.c: the sending-domain keys of the global section (same
+ * contract as config_delivery_key). */
+void config_domains_defaults(struct config_domains *d);
+int config_domains_key(struct config_domains *d, const char *k, const char *v, const char **why);
+void config_domains_free(struct config_domains *d);
 
 #endif

@@ -35,6 +35,7 @@ enum cli_flag {
 	CLI_FLAG_RAW = 1 << 3,
 	CLI_FLAG_PORTS = 1 << 4,   /* --ports LIST: cli->opt_ports */
 	CLI_FLAG_TIMEOUT = 1 << 5, /* --timeout SECONDS: cli->opt_timeout */
+	CLI_FLAG_FORCE = 1 << 6,   /* domain verify --force: no DNS check */
 };
 
 #define CLI_MAX_ARGS 2
@@ -101,8 +102,12 @@ int cli_tenant_suspend(struct cli *cli);
 int cli_tenant_resume(struct cli *cli);
 int cli_tenant_passwd(struct cli *cli);
 
+/* cli_domain.c: a sending domain's DNS side (issue 5) */
 int cli_domain_add(struct cli *cli);
 int cli_domain_verify(struct cli *cli);
+int cli_domain_records(struct cli *cli);
+int cli_domain_check(struct cli *cli);
+int cli_domain_rotate_dkim(struct cli *cli);
 int cli_domain_list(struct cli *cli);
 int cli_domain_remove(struct cli *cli);
 

@@ -292,46 +292,7 @@ int cli_tenant_resume(struct cli *cli)
 
 /* ---- domain ---------------------------------------------------------------------- */
 
-int cli_domain_add(struct cli *cli)
-{
-	int verified = (cli->flags & CLI_FLAG_VERIFIED) != 0;
-	struct store_tenant t;
-	struct store_domain d;
-	char *err = NULL;
-	int rc;
-
-	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0)
-		return rc;
-	if ((rc = store_domain_add(cli->store, t.id, cli->args[1], verified, &err)) != 0)
-		return cli_store_error(rc, &err, "adding the domain");
-	/* read it back for the canonical (lower-case) name */
-	if ((rc = store_domain_get(cli->store, cli->args[1], &d, &err)) != 0)
-		return cli_store_error(rc, &err, "reading the domain");
-	printf("domain '%s' added to tenant '%s' (%s)\n", d.domain, t.name,
-	       verified ? "verified" : "unverified");
-	return CLI_EXIT_OK;
-}
-
-int cli_domain_verify(struct cli *cli)
-{
-	struct store *st = cli_store(cli);
-	struct store_domain d;
-	char *err = NULL;
-	int rc;
-
-	if (st == NULL)
-		return CLI_EXIT_ERROR;
-	if ((rc = store_domain_get(st, cli->args[0], &d, &err)) != 0)
-		return cli_store_error(rc, &err, "reading the domain");
-	if (d.verified) {
-		printf("domain '%s' of tenant '%s' is already verified\n", d.domain, d.tenant);
-		return CLI_EXIT_OK;
-	}
-	if ((rc = store_domain_set_verified(st, d.domain, 1, &err)) != 0)
-		return cli_store_error(rc, &err, "verifying the domain");
-	printf("domain '%s' of tenant '%s' verified\n", d.domain, d.tenant);
-	return CLI_EXIT_OK;
-}
+/* domain add and verify: cli_domain.c */
 
 /* The tenant id for an optional TENANT argument: 0 (every tenant) when absent. */
 static int cli_optional_tenant(struct cli *cli, int64_t *id_r)

@@ -53,8 +53,14 @@ static const struct cli_command cli_commands[] = {
      "passwd NAME [--password-stdin]", "set the password of the login NAME"},
     {"domain", "add", 2, 2, CLI_FLAG_VERIFIED, cli_domain_add, "add TENANT DOMAIN [--verified]",
      "let a tenant send as DOMAIN once verified"},
-    {"domain", "verify", 1, 1, 0, cli_domain_verify, "verify DOMAIN",
-     "mark a domain verified (by hand)"},
+    {"domain", "verify", 1, 1, CLI_FLAG_FORCE, cli_domain_verify, "verify DOMAIN [--force]",
+     "verify by the DNS token (--force: without DNS)"},
+    {"domain", "records", 1, 1, 0, cli_domain_records, "records DOMAIN",
+     "the DNS records to publish (token, DKIM, SPF, DMARC)"},
+    {"domain", "check", 1, 1, CLI_FLAG_JSON, cli_domain_check, "check DOMAIN [--json]",
+     "check the published records, each with its fix"},
+    {"domain", "rotate-dkim", 1, 1, 0, cli_domain_rotate_dkim, "rotate-dkim DOMAIN",
+     "new DKIM keys: publish, then switch once in DNS"},
     {"domain", "list", 0, 1, CLI_FLAG_JSON, cli_domain_list, "list [TENANT] [--json]",
      "list domains"},
     {"domain", "remove", 2, 2, 0, cli_domain_remove, "remove TENANT DOMAIN",
@@ -95,6 +101,7 @@ static const struct {
     {"--raw", CLI_FLAG_RAW, 0},
     {"--ports", CLI_FLAG_PORTS, 1},
     {"--timeout", CLI_FLAG_TIMEOUT, 1},
+    {"--force", CLI_FLAG_FORCE, 0},
 };
 
 static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe"};

@@ -42,6 +42,7 @@ cat >"$tmp/sluice.conf" <<'EOF'
 store = sqlite:state/sluice.db
 spool_dir = spool
 control_socket = state/sluiced.sock
+sending_addresses = 192.0.2.10 2001:db8::/64   # printed in the SPF record
 EOF
 
 passed=0
@@ -57,7 +58,10 @@ normalise() {
 	    -e 's/[A-Z][a-z][a-z], [0-9]\{1,2\} [A-Z][a-z][a-z] [0-9]\{4\} [0-9:]\{8\} [-+][0-9]\{4\}/<DATE>/g' \
 	    -e 's/[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z/<TIME>/g' \
 	    -e 's/^\(  password: *\)[A-Za-z0-9]\{20\}\( \|$\)/\1<PASSWORD>\2/' \
-	    -e 's/^sluice [0-9][0-9.]*$/sluice <VERSION>/'
+	    -e 's/^sluice [0-9][0-9.]*$/sluice <VERSION>/' \
+	    -e 's/sluice-verify=[0-9a-f]\{32\}/sluice-verify=<TOKEN>/g' \
+	    -e 's/s[0-9]\{8\}\([re][0-9]*\)/s<DATE>\1/g' \
+	    -e 's|p=[A-Za-z0-9+/=]*\(" "[A-Za-z0-9+/=]*\)*"|p=<KEY>"|g'
 }
 
 # One block per command: "$ sluice ARGS [<<< INPUT]", its output, "[exit N]".

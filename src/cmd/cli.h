@@ -36,6 +36,10 @@ enum cli_flag {
 	CLI_FLAG_PORTS = 1 << 4,   /* --ports LIST: cli->opt_ports */
 	CLI_FLAG_TIMEOUT = 1 << 5, /* --timeout SECONDS: cli->opt_timeout */
 	CLI_FLAG_FORCE = 1 << 6,   /* domain verify --force: no DNS check */
+	CLI_FLAG_TENANT = 1 << 7,  /* --tenant NAME: cli->opt_tenant (egress) */
+	CLI_FLAG_REASON = 1 << 8,  /* --reason TEXT: cli->opt_reason (egress) */
+	CLI_FLAG_EXPIRES = 1 << 9, /* --expires DURATION: cli->opt_expires (egress) */
+	CLI_FLAG_ALL = 1 << 10,    /* --all: revoked, expired, decided rows too */
 };
 
 #define CLI_MAX_ARGS 2
@@ -52,6 +56,9 @@ struct cli {
 	size_t nargs;
 	const char *opt_ports;   /* --ports, NULL when not given */
 	const char *opt_timeout; /* --timeout, NULL when not given */
+	const char *opt_tenant;  /* --tenant */
+	const char *opt_reason;  /* --reason */
+	const char *opt_expires; /* --expires */
 };
 
 /* ---- sluice.c: helpers every command uses ------------------------------- */
@@ -124,5 +131,27 @@ int cli_queue_release(struct cli *cli);
 int cli_queue_bounce(struct cli *cli);
 
 int cli_probe(struct cli *cli);
+
+/* cli_egress.c: the port-25 egress table and its exceptions (issue 6) */
+int cli_egress_render(struct cli *cli);
+int cli_egress_apply(struct cli *cli);
+int cli_egress_status(struct cli *cli);
+int cli_egress_blocked(struct cli *cli);
+int cli_egress_allow(struct cli *cli);
+int cli_egress_revoke(struct cli *cli);
+int cli_egress_list(struct cli *cli);
+int cli_egress_request(struct cli *cli);
+int cli_egress_requests(struct cli *cli);
+int cli_egress_approve(struct cli *cli);
+int cli_egress_deny(struct cli *cli);
+int cli_egress_audit(struct cli *cli);
+/* libnftables with root's rights kept (see cli_egress.c): start it before
+ * the store is opened (cli_state_prepare may drop root). */
+struct cli_nft;
+int cli_nft_start(struct cli_nft **nft_r);
+void cli_nft_stop(struct cli_nft **nft);
+/* After a tenant is suspended: revoke its egress exceptions, reload the
+ * table through nft (NULL: egress_apply is off, only say so). */
+int cli_egress_tenant_suspended(struct cli *cli, const char *tenant, struct cli_nft *nft);
 
 #endif

@@ -280,9 +280,21 @@ static int cli_tenant_set_suspended(struct cli *cli, int suspended)
 	return CLI_EXIT_OK;
 }
 
+/* A suspended tenant loses its port-25 egress exceptions (docs/egress.md);
+ * with egress_apply = on the table is reloaded, through an nft helper
+ * started before the store is opened (it may drop root). */
 int cli_tenant_suspend(struct cli *cli)
 {
-	return cli_tenant_set_suspended(cli, 1);
+	struct cli_nft *nft = NULL;
+	int rc;
+
+	if (cli->cfg.egress.apply_on_change && (rc = cli_nft_start(&nft)) != 0)
+		return rc;
+	rc = cli_tenant_set_suspended(cli, 1);
+	if (rc == CLI_EXIT_OK)
+		rc = cli_egress_tenant_suspended(cli, cli->args[0], nft);
+	cli_nft_stop(&nft);
+	return rc;
 }
 
 int cli_tenant_resume(struct cli *cli)

@@ -86,6 +86,31 @@ static const struct cli_command cli_commands[] = {
     {"probe", NULL, 0, 1, CLI_FLAG_JSON | CLI_FLAG_PORTS | CLI_FLAG_TIMEOUT, cli_probe,
      "[HOST] [--ports LIST] [--timeout S] [--json]",
      "which SMTP ports reach HOST: TLS, AUTH, a verdict"},
+    {"egress", "render", 0, 0, 0, cli_egress_render, "render",
+     "print the nftables table of the port-25 block"},
+    {"egress", "apply", 0, 0, 0, cli_egress_apply, "apply",
+     "load it into the kernel, atomically (root)"},
+    {"egress", "status", 0, 0, CLI_FLAG_JSON, cli_egress_status, "status [--json]",
+     "the rules in force and their counters"},
+    {"egress", "blocked", 0, 0, CLI_FLAG_JSON, cli_egress_blocked, "blocked [--json]",
+     "sources hitting the block, most first"},
+    {"egress", "allow", 1, 1, CLI_FLAG_TENANT | CLI_FLAG_REASON | CLI_FLAG_EXPIRES,
+     cli_egress_allow, "allow CIDR --tenant T --reason TEXT --expires DUR",
+     "open port 25 for CIDR"},
+    {"egress", "revoke", 1, 1, 0, cli_egress_revoke, "revoke ID", "close it again"},
+    {"egress", "list", 0, 0, CLI_FLAG_JSON | CLI_FLAG_ALL, cli_egress_list,
+     "list [--all] [--json]", "exceptions (in force; --all: every one)"},
+    {"egress", "request", 1, 1, CLI_FLAG_TENANT | CLI_FLAG_REASON | CLI_FLAG_EXPIRES,
+     cli_egress_request, "request CIDR --tenant T --reason TEXT --expires DUR",
+     "a tenant asks for an exception"},
+    {"egress", "requests", 0, 0, CLI_FLAG_JSON | CLI_FLAG_ALL, cli_egress_requests,
+     "requests [--all] [--json]", "requests (pending; --all: every one)"},
+    {"egress", "approve", 1, 1, 0, cli_egress_approve, "approve ID",
+     "grant a request: its exception"},
+    {"egress", "deny", 1, 1, CLI_FLAG_REASON, cli_egress_deny, "deny ID [--reason TEXT]",
+     "refuse a request"},
+    {"egress", "audit", 0, 1, CLI_FLAG_JSON, cli_egress_audit, "audit [TENANT] [--json]",
+     "who changed what, newest first"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
@@ -102,9 +127,14 @@ static const struct {
     {"--ports", CLI_FLAG_PORTS, 1},
     {"--timeout", CLI_FLAG_TIMEOUT, 1},
     {"--force", CLI_FLAG_FORCE, 0},
+    {"--tenant", CLI_FLAG_TENANT, 1},
+    {"--reason", CLI_FLAG_REASON, 1},
+    {"--expires", CLI_FLAG_EXPIRES, 1},
+    {"--all", CLI_FLAG_ALL, 0},
 };
 
-static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe"};
+static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe",
+                                         "egress"};
 
 /* Where the value of an option that takes one goes. */
 static const char **cli_flag_value(struct cli *cli, unsigned flag)
@@ -114,6 +144,12 @@ static const char **cli_flag_value(struct cli *cli, unsigned flag)
 		return &cli->opt_ports;
 	case CLI_FLAG_TIMEOUT:
 		return &cli->opt_timeout;
+	case CLI_FLAG_TENANT:
+		return &cli->opt_tenant;
+	case CLI_FLAG_REASON:
+		return &cli->opt_reason;
+	case CLI_FLAG_EXPIRES:
+		return &cli->opt_expires;
 	default:
 		return NULL;
 	}

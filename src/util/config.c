@@ -28,6 +28,7 @@ void config_defaults(struct sluice_config *cfg)
 	cfg->auth_threads = 2;
 	cfg->spool_batch_max = 256;
 	config_delivery_defaults(&cfg->delivery);
+	config_egress_defaults(&cfg->egress);
 	config_domains_defaults(&cfg->domains);
 }
 
@@ -247,6 +248,9 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 	r = config_domains_key(&cfg->domains, k, v, why);
 	if (r <= 0)
 		return r;
+	r = config_egress_key(&cfg->egress, k, v, why);
+	if (r <= 0)
+		return r;
 	*why = "unknown key";
 	return -1;
 }
@@ -398,6 +402,7 @@ void config_free(struct sluice_config *cfg)
 		for (size_t j = 0; j < cfg->listeners[i].naddrs; j++)
 			free(cfg->listeners[i].addrs[j]);
 	config_delivery_free(&cfg->delivery);
+	config_egress_free(&cfg->egress);
 	config_domains_free(&cfg->domains);
 	memset(cfg, 0, sizeof *cfg);
 }

@@ -107,6 +107,20 @@ struct config_domains {
 	uint32_t dkim_overlap;   /* seconds a retired key stays published */
 };
 
+/* Egress control (`sluice egress`, config_egress.c). */
+#define CONFIG_MAX_EGRESS_NETS 256
+struct config_egress {
+	char *customers[CONFIG_MAX_EGRESS_NETS]; /* egress_customer_networks */
+	size_t ncustomers;
+	char *relays[CONFIG_MAX_EGRESS_NETS];    /* egress_relay_addresses: sluice's */
+	size_t nrelays;
+	char *privates[CONFIG_MAX_EGRESS_NETS];  /* egress_private_networks */
+	size_t nprivates;
+	uint32_t log_rate;        /* blocked-attempt log lines a minute; 0 none */
+	uint32_t blocked_timeout; /* seconds a quiet blocked source stays counted */
+	int apply_on_change;      /* egress_apply: exception changes reload the table */
+};
+
 struct sluice_config {
 	char *path;      /* the file it was read from */
 	char *hostname;  /* our name in the banner, EHLO and Received */
@@ -137,6 +151,7 @@ struct sluice_config {
 	size_t nlisteners;
 
 	struct config_delivery delivery;
+	struct config_egress egress;
 	struct config_domains domains;
 };
 
@@ -164,5 +179,11 @@ void config_delivery_free(struct config_delivery *d);
 void config_domains_defaults(struct config_domains *d);
 int config_domains_key(struct config_domains *d, const char *k, const char *v, const char **why);
 void config_domains_free(struct config_domains *d);
+
+/* config_egress.c: the egress keys of the global section (same contract
+ * as config_delivery_key). */
+void config_egress_defaults(struct config_egress *e);
+int config_egress_key(struct config_egress *e, const char *k, const char *v, const char **why);
+void config_egress_free(struct config_egress *e);
 
 #endif

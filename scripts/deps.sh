@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(
 	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
 	libevent-dev libssl-dev libsqlite3-dev libsodium-dev libjansson-dev libcmocka-dev libunbound-dev
+	libnftables-dev nftables
 	openssl sqlite3 python3 python3-pytest python3-pytest-timeout swaks libnet-ssleay-perl libio-socket-ssl-perl curl msmtp postfix iproute2 procps
 	nsd ldnsutils python3-aiosmtpd python3-dnspython dns-root-data python3-dkim python3-nacl
 )

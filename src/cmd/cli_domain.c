@@ -875,7 +875,7 @@ int cli_domain_rotate_dkim(struct cli *cli)
 	struct cli_domain_state s;
 	struct cli_report *r = NULL;
 	struct cli_dns dns;
-	size_t pending = 0;
+	size_t pending = 0, wiped = 0;
 	char *err = NULL;
 	int rc;
 
@@ -896,6 +896,12 @@ int cli_domain_rotate_dkim(struct cli *cli)
 		printf("dkim: selector %s: overlap over, key deleted; remove its record "
 		       "%s._domainkey.%s\n",
 		       k->selector, k->selector, s.d.domain);
+		wiped++;
+	}
+	if (pending == 0 && wiped > 0) {
+		/* this run finished the last rotation; the next one starts anew */
+		rc = CLI_EXIT_OK;
+		goto done;
 	}
 	if (pending == 0) {
 		/* step 1: new keys, published first */

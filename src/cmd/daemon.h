@@ -24,6 +24,7 @@
 #include "util/util.h"
 
 struct session;
+struct signer;
 
 struct daemon_listener {
 	int fd;
@@ -54,6 +55,7 @@ struct sluiced {
 	struct auth_cache *auth_cache;
 	struct auth_limiter *auth_limiter;
 	struct policy_networks *networks;
+	struct signer *signer;          /* DKIM keys (signer.h) */
 	struct deliver_engine *deliver; /* NULL: delivery = off */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];

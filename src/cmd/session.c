@@ -10,6 +10,7 @@
  * completion never touches freed memory.
  */
 #include "cmd/daemon.h"
+#include "cmd/signer.h"
 #include "message/message.h"
 #include "smtp/smtp.h"
 
@@ -425,8 +426,10 @@ static void spool_done(void *ctx, int status, const char *id)
 }
 
 /* From:/Sender: must be the tenant's (policy/headers.c): refused before
- * anything is assembled or queued.  0 go on, -1 decided (refused). */
-static int session_data_headers(struct session *s, const struct smtp_server_event *ev)
+ * anything is assembled or queued.  The first From: mailbox's domain,
+ * which DKIM signs for, goes to from_domain.  0 go on, -1 decided. */
+static int session_data_headers(struct session *s, const struct smtp_server_event *ev,
+				char from_domain[SMTP_DOMAIN_MAX + 1])
 {
 	struct policy_client c = {
 		.tenant_id = s->tenant_id,
@@ -434,16 +437,63 @@ static int session_data_headers(struct session *s, const struct smtp_server_even
 		.submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
 	};
 	struct policy_verdict v;
+	struct policy_headers h;
 	const char *reason = "?";
 
-	/* a store error comes back as a 451 verdict, reason=store-error */
-	policy_check_headers(s->d->store, &c, ev->u.data.data, ev->u.data.len, &v, &reason);
+	from_domain[0] = '\0';
+	if (policy_headers_parse(ev->u.data.data, ev->u.data.len, &h) < 0) {
+		reason = "no-memory";
+		v = (struct policy_verdict){.code = 451, .enhanced = "4.3.0"};
+		util_strlcpy(v.text, "Temporary local problem, try again later", sizeof v.text);
+	} else {
+		/* a store error comes back as a 451 verdict, reason=store-error */
+		policy_headers_check(s->d->store, &c, &h, &v, &reason);
+		if (v.code / 100 == 2 && h.nfrom > 0)
+			util_strlcpy(from_domain, h.from[0].domain, SMTP_DOMAIN_MAX + 1);
+		policy_headers_clear(&h);
+	}
 	if (v.code / 100 == 2)
 		return 0;
 	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
 		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
 	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
 	return -1;
+}
+
+/* DKIM (issue 5): sign the assembled message for its From: domain and
+ * put the signatures on top, before the spool; nothing changes it after.
+ * A domain without keys, or a signing failure, sends it unsigned with a
+ * log line.  0, or -1 out of memory. */
+static int session_sign(struct session *s, const char *domain, const char *id, struct buf *msg)
+{
+	struct sluiced *d = s->d;
+	struct buf sigs = BUF_INIT;
+	const char *why = "?";
+	int n;
+
+	if (domain[0] == '\0')
+		return 0;
+	signer_refresh(d->signer, d->store);
+	n = signer_sign(d->signer, domain, msg->data, msg->len, util_wall_seconds(), &sigs, &why);
+	if (n <= 0) {
+		if (n == 0)
+			log_info("queue=%s session=%016llx dkim=none domain=%s reason=no-keys", id,
+				 (unsigned long long)s->id, domain);
+		else
+			log_warn("queue=%s session=%016llx dkim=failed domain=%s reason=\"%s\"", id,
+				 (unsigned long long)s->id, domain, why);
+		buf_free(&sigs);
+		return 0;
+	}
+	if (buf_append(&sigs, msg->data, msg->len) < 0) {
+		buf_free(&sigs);
+		return -1;
+	}
+	log_info("queue=%s session=%016llx dkim=signed domain=%s selectors=%s", id,
+		 (unsigned long long)s->id, domain, signer_selectors(d->signer));
+	buf_free(msg);
+	*msg = sigs;
+	return 0;
 }
 
 static void session_data(struct session *s, const struct smtp_server_event *ev)
@@ -453,7 +503,7 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	struct message_trace t;
 	struct buf out = BUF_INIT;
 	size_t n = smtp_server_rcpt_count(s->smtp);
-	char from[SMTP_PATH_MAX * 2], one[SMTP_PATH_MAX * 2];
+	char from[SMTP_PATH_MAX * 2], one[SMTP_PATH_MAX * 2], from_domain[SMTP_DOMAIN_MAX + 1];
 	int bits = 0;
 
 	memset(&m, 0, sizeof m);
@@ -461,7 +511,7 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 554, "5.4.6", "Too many Received headers: mail loop");
 		return;
 	}
-	if (session_data_headers(s, ev) < 0)
+	if (session_data_headers(s, ev, from_domain) < 0)
 		return;
 	spool_new_id(d->spool, m.id);
 	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
@@ -482,6 +532,8 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	};
 	t.tls_bits = bits;
 	if (message_assemble(&t, ev->u.data.data, ev->u.data.len, &out) < 0)
+		goto nomem;
+	if (session_sign(s, from_domain, m.id, &out) < 0)
 		goto nomem;
 
 	m.rcpts = calloc(n, sizeof *m.rcpts);

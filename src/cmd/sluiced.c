@@ -9,6 +9,7 @@
  */
 #include "cmd/daemon.h"
 #include "cmd/defaults.h"
+#include "cmd/signer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -346,6 +347,11 @@ int main(int argc, char **argv)
 		log_fatal("out of memory at start");
 	if (policy_networks_refresh(d.networks, d.store) < 0)
 		log_fatal("cannot load trusted networks");
+	/* DKIM keys: read once now, again only when the store changes */
+	if ((d.signer = signer_new()) == NULL)
+		log_fatal("out of memory at start");
+	if (signer_refresh(d.signer, d.store) < 0)
+		log_fatal("cannot load DKIM keys");
 
 	if (evthread_use_pthreads() < 0)
 		log_fatal("libevent threads unavailable");
@@ -406,6 +412,7 @@ int main(int argc, char **argv)
 	auth_cache_free(&d.auth_cache);
 	auth_limiter_free(&d.auth_limiter);
 	policy_networks_free(&d.networks);
+	signer_free(&d.signer);
 	store_close(&d.store);
 	if (d.tls)
 		SSL_CTX_free(d.tls);

@@ -28,6 +28,8 @@ struct policy_client {
 	int64_t tenant_id;
 	const char *tenant;    /* name, for texts */
 	int submission;        /* a submission listener (587/465/2525) */
+	int64_t credential_id; /* the AUTH login; 0 for a trusted network */
+	const char *user;      /* its name, for texts; NULL without one */
 };
 
 /*
@@ -108,5 +110,149 @@ int policy_networks_refresh(struct policy_networks *nets, struct store *st);
  * 1 found (*tenant_id_r set), 0 none. */
 int policy_networks_match(const struct policy_networks *nets, const struct sockaddr *sa,
 			  int64_t *tenant_id_r);
+
+/* ---- limits and quotas, per tenant and per credential (limits.c) -------
+ *
+ * Rates are GCRA (util/gcra.c): "N per period" is an emission interval of
+ * period/N and a burst of N, so an idle tenant may send N back to back,
+ * then one every period/N; a refusal says exactly when the next one
+ * fits.  Quotas count recipients per calendar day and month (UTC), from
+ * the usage the store keeps, so they survive a restart; rates live in
+ * memory.  Each limit applies to the tenant (all its logins and trusted
+ * networks together) and, when set, to one login.
+ *
+ * A transaction reserves what it asks for as it goes (a message at MAIL,
+ * each recipient at RCPT), so concurrent sessions of one tenant cannot
+ * overshoot; policy_limits_commit() keeps the reservation when the
+ * message is queued, policy_limits_release() gives it back otherwise:
+ * nothing refused or abandoned counts as sent. */
+
+enum policy_limit {
+	POLICY_MESSAGES_PER_SECOND,
+	POLICY_MESSAGES_PER_MINUTE,
+	POLICY_MESSAGES_PER_HOUR,
+	POLICY_MESSAGES_PER_DAY,
+	POLICY_RECIPIENTS_PER_SECOND,
+	POLICY_RECIPIENTS_PER_MINUTE,
+	POLICY_RECIPIENTS_PER_HOUR,
+	POLICY_RECIPIENTS_PER_DAY,
+	POLICY_QUOTA_DAY,              /* recipients per calendar day (UTC) */
+	POLICY_QUOTA_MONTH,            /* recipients per calendar month (UTC) */
+	POLICY_RECIPIENTS_PER_MESSAGE,
+	POLICY_MESSAGE_SIZE,           /* octets as received */
+	POLICY_LIMIT_COUNT
+};
+
+/* The names (config keys without "limit_", CLI keys) are config.h's
+ * config_policy_limit_names[], in this order. */
+const char *policy_limit_name(enum policy_limit l);
+/* -1 for an unknown name. */
+int policy_limit_from_name(const char *name);
+
+enum policy_subject_kind { POLICY_TENANT = 1, POLICY_CREDENTIAL = 2 };
+
+/* What containment reads: counters of one tenant or login since start. */
+struct policy_stats {
+	uint64_t messages;        /* accepted (queued) */
+	uint64_t recipients;
+	uint64_t refused;         /* refusals by a limit */
+	uint64_t auth_new_network;   /* AUTH from a network this login never used */
+	uint64_t auth_outside;       /* AUTH from outside its bound networks */
+	int64_t last_new_network;    /* unix seconds, 0 never */
+	uint64_t quota_day_used;     /* recipients today, this month (when loaded) */
+	uint64_t quota_month_used;
+};
+
+/* One SMTP transaction's reservations. */
+struct policy_txn {
+	int64_t tenant_id, credential_id;
+	int message;       /* a message reserved at MAIL */
+	uint32_t rcpts;    /* recipients reserved */
+	int64_t day, month;
+};
+
+struct policy_limits;
+
+/* defaults: config_policy.limits (copied). */
+struct policy_limits *policy_limits_new(const uint64_t defaults[POLICY_LIMIT_COUNT]);
+void policy_limits_free(struct policy_limits **pl);
+
+/*
+ * MAIL: the message rates and, with a SIZE= parameter (size > 0), the
+ * size limit.  now_us: wall clock, microseconds.  On 250, txn holds the
+ * message (release it when the transaction ends without one).  Refusals:
+ * 451 4.7.1 (a rate; the text names the limit and when to retry), 552
+ * 5.3.4 (size).  *reason_r: the limit's name, or "ok", "store-error".
+ * Returns 0, or -1 on a store error (451 4.3.0).
+ */
+int policy_limits_mail(struct policy_limits *pl, struct store *st, const struct policy_client *c,
+		       uint64_t size, int64_t now_us, struct policy_txn *txn,
+		       struct policy_verdict *v_r, const char **reason_r);
+/* RCPT: one more recipient: recipients per message (452 4.5.3), the
+ * monthly quota (550 5.7.1), the daily quota (452 4.5.3), the recipient
+ * rates (451 4.7.1).  On 250 it is reserved in txn. */
+int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct policy_client *c,
+		       int64_t now_us, struct policy_txn *txn, struct policy_verdict *v_r,
+		       const char **reason_r);
+/* End of DATA: the size of the message as received (552 5.3.4). */
+int policy_limits_data(struct policy_limits *pl, struct store *st, const struct policy_client *c,
+		       size_t len, struct policy_verdict *v_r, const char **reason_r);
+/* The message is queued: its reservations stay, counted as sent. */
+void policy_limits_commit(struct policy_limits *pl, struct policy_txn *txn);
+/* The transaction ended without a message: give everything back. */
+void policy_limits_release(struct policy_limits *pl, struct policy_txn *txn, int64_t now_us);
+
+/* Counters of a tenant or login; 0, or -1 when it has none yet. */
+int policy_limits_stats(const struct policy_limits *pl, enum policy_subject_kind kind, int64_t id,
+			struct policy_stats *r);
+/* Count a refusal of c's (any reason) in its stats. */
+void policy_limits_count_refusal(struct policy_limits *pl, const struct policy_client *c);
+
+/* ---- the networks a login may AUTH from (credential.c) ---------------- */
+
+/* After a good password: *outside_r 1 when the login is bound to networks
+ * (sluice credential bind) and sa is in none of them; *new_r 1 when sa's
+ * network (/24, /64) was never seen for this login before and others
+ * were (the first one is a baseline, not an anomaly).  *network_r gets
+ * that network.  Both count in the stats of the login and its tenant.
+ * 0, or -1 on a store error (both 0 then). */
+int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tenant_id,
+			int64_t credential_id, const struct sockaddr *sa, int *outside_r, int *new_r,
+			char network_r[STORE_CIDR_MAX + 1]);
+/* The network an address counts in for "seen before": /24 or /64. */
+int policy_address_network(const struct sockaddr *sa, char out[STORE_CIDR_MAX + 1]);
+
+/* ---- suppression list (suppress.c) ------------------------------------ */
+
+/* RCPT: 550 5.1.1 naming the tenant's suppression list when rcpt is on
+ * it.  0 with *v_r (2xx: not listed), -1 on a store error (451 4.3.0). */
+int policy_check_suppressed(struct store *st, const struct policy_client *c,
+			    const struct smtp_address *rcpt, struct policy_verdict *v_r);
+/* Whether a reply's enhanced code is a hard bounce that suppresses the
+ * recipient (5.1.x: bad mailbox, bad domain, null MX...). */
+int policy_suppress_reply(int code, const char *enhanced);
+
+/* ---- usage per tenant and hour (usage.c) -------------------------------
+ * Counters are aggregated in memory (any thread: one mutex, no I/O) and
+ * written to the store by policy_usage_flush() on sluiced's loop, every
+ * usage_flush_interval and at shutdown.  Metrics: accepted_messages,
+ * accepted_recipients, refused:REASON, delivered, deferred, bounced
+ * (per recipient). */
+
+struct policy_usage;
+
+struct policy_usage *policy_usage_new(void);
+void policy_usage_free(struct policy_usage **u);
+void policy_usage_count(struct policy_usage *u, int64_t tenant_id, int64_t credential_id,
+			const char *metric, uint64_t n, int64_t now);
+/* "refused:" reason. */
+void policy_usage_refused(struct policy_usage *u, int64_t tenant_id, int64_t credential_id,
+			  const char *reason, int64_t now);
+/* Put address on the tenant's suppression list at the next flush. */
+void policy_usage_suppress(struct policy_usage *u, int64_t tenant_id, const char *address,
+			   const char *reason, int64_t now);
+/* Write what was counted; what could not be written stays for the next
+ * flush.  0, or -1 (logged). */
+int policy_usage_flush(struct policy_usage *u, struct store *st);
 
 #endif

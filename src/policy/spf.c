@@ -493,7 +493,15 @@ static enum spf_result spf_host(struct spf_eval *e, const char *domain, int dept
 		if (m == 1) {
 			r = q == '+' ? SPF_PASS : q == '-' ? SPF_FAIL : q == '~' ? SPF_SOFTFAIL
 			                                                         : SPF_NEUTRAL;
-			spf_why(e, "%c%.*s in %s", q, (int)len, term, domain);
+			if (e->whylen > 0 && e->why[0] != '\0') {
+				/* an include that matched: keep what matched inside */
+				char inner[256];
+				snprintf(inner, sizeof inner, "%s", e->why);
+				spf_why(e, "%c%.*s in %s, through %s", q, (int)len, term, domain,
+				        inner);
+			} else {
+				spf_why(e, "%c%.*s in %s", q, (int)len, term, domain);
+			}
 			free(rec);
 			return r;
 		}

@@ -237,4 +237,89 @@ int store_egress_request_list(struct store *st, int64_t tenant_id, int pending_o
 int store_egress_audit_list(struct store *st, int64_t tenant_id, size_t limit,
 			    struct store_egress_audit **list_r, size_t *n_r, char **err_r);
 
+/* ---- outbound policy: limits, credential networks, suppressions, usage ----
+ * (store_policy.c, issue 4) */
+
+#define STORE_LIMIT_NAME_MAX 32 /* "recipients_per_message" */
+#define STORE_ADDRESS_MAX 320   /* local@domain as SMTP formats it */
+#define STORE_REASON_MAX 255
+#define STORE_METRIC_MAX 64
+
+struct store_limit {
+	char name[STORE_LIMIT_NAME_MAX + 1]; /* [a-z_]; policy.h knows which */
+	uint64_t value;                      /* 0: no limit */
+};
+
+/* Limit overrides of a tenant (credential_id 0) or of one of its
+ * credentials: set adds or replaces, unset removes (STORE_NOTFOUND). */
+int store_limit_set(struct store *st, int64_t tenant_id, int64_t credential_id, const char *name,
+		    uint64_t value, char **err_r);
+int store_limit_unset(struct store *st, int64_t tenant_id, int64_t credential_id,
+		      const char *name, char **err_r);
+int store_limit_list(struct store *st, int64_t tenant_id, int64_t credential_id,
+		     struct store_limit **list_r, size_t *n_r, char **err_r);
+
+struct store_credential_network {
+	int64_t credential_id;
+	char cidr[STORE_CIDR_MAX + 1]; /* canonical; or a network seen ("192.0.2.0/24") */
+	int64_t created;               /* bound, or first seen */
+};
+
+/* The networks a credential may AUTH from (none: anywhere).  A CIDR is
+ * checked and made canonical as for trusted networks. */
+int store_credential_network_add(struct store *st, int64_t credential_id, const char *cidr,
+				 char **err_r);
+int store_credential_network_remove(struct store *st, int64_t credential_id, const char *cidr,
+				    char **err_r);
+int store_credential_network_list(struct store *st, int64_t credential_id,
+				  struct store_credential_network **list_r, size_t *n_r,
+				  char **err_r);
+/* Record that the credential authenticated from network: *new_r 1 when
+ * it was not seen before, *before_r how many networks were seen before. */
+int store_credential_seen(struct store *st, int64_t credential_id, const char *network,
+			  int64_t now, int *new_r, size_t *before_r, char **err_r);
+int store_credential_seen_list(struct store *st, int64_t credential_id,
+			       struct store_credential_network **list_r, size_t *n_r,
+			       char **err_r);
+
+struct store_suppression {
+	int64_t tenant_id;
+	char address[STORE_ADDRESS_MAX + 1]; /* lower-cased */
+	char source[16];                     /* "bounce", "operator", "tenant" */
+	char reason[STORE_REASON_MAX + 1];   /* the bounce's reply, or a note */
+	int64_t created;
+};
+
+/* Per tenant; addresses compare case-insensitively (stored lower-case).
+ * add: STORE_EXISTS when listed already. */
+int store_suppression_add(struct store *st, const struct store_suppression *x, char **err_r);
+int store_suppression_remove(struct store *st, int64_t tenant_id, const char *address,
+			     char **err_r);
+int store_suppression_get(struct store *st, int64_t tenant_id, const char *address,
+			  struct store_suppression *x_r, char **err_r);
+int store_suppression_list(struct store *st, int64_t tenant_id,
+			   struct store_suppression **list_r, size_t *n_r, char **err_r);
+
+struct store_usage {
+	int64_t tenant_id;
+	int64_t credential_id; /* 0: none (relay, delivery outcomes) */
+	int64_t hour;          /* unix seconds / 3600 */
+	char metric[STORE_METRIC_MAX + 1];
+	uint64_t count;
+};
+
+/* Add each row's count to what is stored and put each suppression on its
+ * tenant's list (kept as it is when listed already), in one transaction. */
+int store_usage_add(struct store *st, const struct store_usage *rows, size_t n,
+		    const struct store_suppression *supp, size_t nsupp, char **err_r);
+/* The sum of metric for a tenant (credential_id -1: all of its rows) over
+ * hours [from_hour, to_hour). */
+int store_usage_sum(struct store *st, int64_t tenant_id, int64_t credential_id,
+		    const char *metric, int64_t from_hour, int64_t to_hour, uint64_t *sum_r,
+		    char **err_r);
+/* A tenant's rows from since_hour on, summed over credentials
+ * (credential_id 0), ordered by hour then metric. */
+int store_usage_list(struct store *st, int64_t tenant_id, int64_t since_hour,
+		     struct store_usage **list_r, size_t *n_r, char **err_r);
+
 #endif

@@ -123,10 +123,54 @@ static const char store_schema_egress[] =
     " ref INTEGER NOT NULL DEFAULT 0,"
     " detail TEXT NOT NULL DEFAULT '' CHECK (length(detail) <= 200));";
 
+/* Version 4 (issue 4): the outbound policy (store_policy.c): limit
+ * overrides per tenant and per credential, the networks a credential is
+ * bound to and those it was seen from, suppression lists, hourly usage.
+ * A usage row's credential_id is 0 without a credential and carries no
+ * reference: the history stays when a credential is removed. */
+static const char store_schema_policy[] =
+    "CREATE TABLE tenant_limits ("
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 32),"
+    " value INTEGER NOT NULL CHECK (value >= 0),"
+    " PRIMARY KEY (tenant_id, name));"
+    "CREATE TABLE credential_limits ("
+    " credential_id INTEGER NOT NULL REFERENCES credentials (id) ON DELETE CASCADE,"
+    " name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 32),"
+    " value INTEGER NOT NULL CHECK (value >= 0),"
+    " PRIMARY KEY (credential_id, name));"
+    "CREATE TABLE credential_networks ("
+    " credential_id INTEGER NOT NULL REFERENCES credentials (id) ON DELETE CASCADE,"
+    " cidr TEXT NOT NULL CHECK (length(cidr) BETWEEN 1 AND 64),"
+    " created INTEGER NOT NULL,"
+    " PRIMARY KEY (credential_id, cidr));"
+    "CREATE TABLE credential_seen ("
+    " credential_id INTEGER NOT NULL REFERENCES credentials (id) ON DELETE CASCADE,"
+    " network TEXT NOT NULL CHECK (length(network) BETWEEN 1 AND 64),"
+    " first_seen INTEGER NOT NULL,"
+    " PRIMARY KEY (credential_id, network));"
+    "CREATE TABLE suppressions ("
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " address TEXT NOT NULL"
+    "  CHECK (length(address) BETWEEN 3 AND 320 AND address = lower(address)),"
+    " source TEXT NOT NULL CHECK (source IN ('bounce', 'operator', 'tenant')),"
+    " reason TEXT NOT NULL CHECK (length(reason) <= 255),"
+    " created INTEGER NOT NULL,"
+    " PRIMARY KEY (tenant_id, address));"
+    "CREATE TABLE usage ("
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " credential_id INTEGER NOT NULL DEFAULT 0,"
+    " hour INTEGER NOT NULL,"
+    " metric TEXT NOT NULL CHECK (length(metric) BETWEEN 1 AND 64),"
+    " count INTEGER NOT NULL CHECK (count >= 0),"
+    " PRIMARY KEY (tenant_id, credential_id, hour, metric));"
+    "CREATE INDEX usage_tenant_hour ON usage (tenant_id, hour);";
+
 const char *const store_migrations[] = {
     store_schema_v1,
     store_schema_dkim,
     store_schema_egress,
+    store_schema_policy,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

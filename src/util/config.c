@@ -30,6 +30,7 @@ void config_defaults(struct sluice_config *cfg)
 	config_delivery_defaults(&cfg->delivery);
 	config_egress_defaults(&cfg->egress);
 	config_domains_defaults(&cfg->domains);
+	config_policy_defaults(&cfg->policy);
 }
 
 static char *resolve_path(const char *base_dir, const char *v)
@@ -246,6 +247,9 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 	if (r <= 0)
 		return r;
 	r = config_domains_key(&cfg->domains, k, v, why);
+	if (r <= 0)
+		return r;
+	r = config_policy_key(&cfg->policy, k, v, why);
 	if (r <= 0)
 		return r;
 	r = config_egress_key(&cfg->egress, k, v, why);

@@ -121,6 +121,18 @@ struct config_egress {
 	int apply_on_change;      /* egress_apply: exception changes reload the table */
 };
 
+/* The outbound policy's defaults (config_policy.c, src/policy): the
+ * limits every tenant has unless `sluice limit set` overrides them, in the
+ * order of config_policy_limit_names (policy.h's enum policy_limit);
+ * 0 is no limit. */
+#define CONFIG_POLICY_LIMITS 12
+struct config_policy {
+	uint64_t limits[CONFIG_POLICY_LIMITS]; /* limit_NAME = N */
+	int credential_network_flag;   /* credential_network_mode = flag (else refuse) */
+	uint32_t usage_flush_interval; /* seconds between writes of usage counters */
+};
+extern const char *const config_policy_limit_names[CONFIG_POLICY_LIMITS];
+
 struct sluice_config {
 	char *path;      /* the file it was read from */
 	char *hostname;  /* our name in the banner, EHLO and Received */
@@ -153,6 +165,7 @@ struct sluice_config {
 	struct config_delivery delivery;
 	struct config_egress egress;
 	struct config_domains domains;
+	struct config_policy policy;
 };
 
 void config_defaults(struct sluice_config *cfg);
@@ -185,5 +198,12 @@ void config_domains_free(struct config_domains *d);
 void config_egress_defaults(struct config_egress *e);
 int config_egress_key(struct config_egress *e, const char *k, const char *v, const char **why);
 void config_egress_free(struct config_egress *e);
+
+/* config_policy.c: the limit_* keys and the other policy keys of the
+ * global section (same contract as config_delivery_key). */
+void config_policy_defaults(struct config_policy *p);
+int config_policy_key(struct config_policy *p, const char *k, const char *v, const char **why);
+/* The index of a limit name ("messages_per_hour"), or -1. */
+int config_policy_limit_index(const char *name);
 
 #endif

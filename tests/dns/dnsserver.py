@@ -123,6 +123,16 @@ dnssec             NS    ns.sluice.test.
 bogus              NS    ns.sluice.test.
 servfail           NS    ns.sluice.test.
 dead               NS    ns.sluice.test.
+mail               NS    ns.sluice.test.
+"""
+
+# mail.sluice.test: sending domains under test (issue 5).  Empty at start;
+# a test writes the records `sluice domain add` printed with set_mail_zone().
+MAIL_ZONE = "mail.sluice.test"
+MAIL_ZONE_TEXT = """$ORIGIN mail.sluice.test.
+$TTL 1
+@ SOA ns.sluice.test. hostmaster.sluice.test. {serial} 3600 600 86400 1
+@ NS ns.sluice.test.
 """
 
 SIGNED_ZONE_TEXT = """$ORIGIN dnssec.sluice.test.
@@ -195,6 +205,9 @@ zone:
 zone:
     name: "dead.sluice.test"
     zonefile: "dead.sluice.test.zone.missing"
+zone:
+    name: "mail.sluice.test"
+    zonefile: "mail.sluice.test.zone"
 """
 
 
@@ -350,8 +363,33 @@ class TestDNS:
             self._sign(BOGUS_ZONE, BOGUS_ZONE_TEXT.format(soa=soa, tlsa311=self.tlsa311)),
         ]
         self._tamper(os.path.join(self.dir, BOGUS_ZONE + ".zone.signed"))
+        self._write_mail_zone([])
         with open(self.anchor_file, "w") as f:
             f.write("\n".join(anchors) + "\n")
+
+    def _write_mail_zone(self, records):
+        self.mail_serial = getattr(self, "mail_serial", 0) + 1
+        with open(os.path.join(self.dir, MAIL_ZONE + ".zone"), "w") as f:
+            f.write(MAIL_ZONE_TEXT.format(serial=self.mail_serial))
+            for r in records:
+                f.write(r.rstrip("\n") + "\n")
+
+    def set_mail_zone(self, records, timeout=10.0):
+        """Serve these zone-file lines (absolute names under mail.sluice.test., e.g.
+        what `sluice domain add` prints) in mail.sluice.test instead of what it held:
+        nsd is restarted on the same port (TTL 1, so resolvers do not keep old data)."""
+        self._write_mail_zone(records)
+        if self.proc is not None:
+            self._kill(self.proc)
+            self.proc = None
+            for _ in range(20):
+                proc = self._launch(self.port, timeout)
+                if proc is not None:
+                    self.proc = proc
+                    return
+                time.sleep(0.2)
+            raise RuntimeError("dnsserver: nsd did not restart; see " +
+                               os.path.join(self.dir, "nsd.log"))
 
     # ---- process -----------------------------------------------------------
 

@@ -1,0 +1,76 @@
+/*
+ * The outbound policy's keys of the global section (src/policy reads
+ * them):
+ *   limit_NAME = N            a default limit of every tenant (0: none),
+ *                             NAME as `sluice limit set` spells it;
+ *   credential_network_mode = refuse | flag
+ *                             AUTH from outside a login's bound networks;
+ *   usage_flush_interval = 5s how often usage counters reach the store.
+ */
+#include "util/config.h"
+#include "util/util.h"
+
+#include <string.h>
+
+/* The order is policy.h's enum policy_limit. */
+const char *const config_policy_limit_names[CONFIG_POLICY_LIMITS] = {
+    "messages_per_second",   "messages_per_minute", "messages_per_hour",
+    "messages_per_day",      "recipients_per_second", "recipients_per_minute",
+    "recipients_per_hour",   "recipients_per_day",  "quota_day",
+    "quota_month",           "recipients_per_message", "message_size",
+};
+
+void config_policy_defaults(struct config_policy *p)
+{
+	memset(p, 0, sizeof *p);
+	p->usage_flush_interval = 5;
+}
+
+int config_policy_limit_index(const char *name)
+{
+	for (int i = 0; i < CONFIG_POLICY_LIMITS; i++)
+		if (strcmp(name, config_policy_limit_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int config_policy_key(struct config_policy *p, const char *k, const char *v, const char **why)
+{
+	uint64_t n;
+
+	if (strncmp(k, "limit_", 6) == 0) {
+		int i = config_policy_limit_index(k + 6);
+		if (i < 0) {
+			*why = "unknown limit (see etc/sluice.conf.example)";
+			return -1;
+		}
+		if (strcmp(v, "none") == 0)
+			n = 0;
+		else if (util_parse_size(v, &n) < 0 || n > INT64_MAX) {
+			*why = "bad number (0 or none: no limit)";
+			return -1;
+		}
+		p->limits[i] = n;
+		return 0;
+	}
+	if (strcmp(k, "credential_network_mode") == 0) {
+		if (strcmp(v, "refuse") == 0)
+			p->credential_network_flag = 0;
+		else if (strcmp(v, "flag") == 0)
+			p->credential_network_flag = 1;
+		else {
+			*why = "credential_network_mode must be refuse or flag";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(k, "usage_flush_interval") == 0) {
+		if (util_parse_duration(v, &n) < 0 || n == 0 || n > 3600) {
+			*why = "usage_flush_interval must be 1s to 1h";
+			return -1;
+		}
+		p->usage_flush_interval = (uint32_t)n;
+		return 0;
+	}
+	return 1;
+}

@@ -1,0 +1,334 @@
+/* Unit tests for store_policy.c: limit overrides, credential networks
+ * (bound and seen), suppression lists, hourly usage (add, sum, list),
+ * rows following their credential, and a version-1 file migrating. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	char uri[160];
+	struct store *st;
+	int64_t acme, beta, cred;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof *f);
+
+	if (f == NULL)
+		return -1;
+	strcpy(f->dir, "/tmp/sluice-test-policystore-XXXXXX");
+	if (mkdtemp(f->dir) == NULL) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
+	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
+	*state = f;
+	return 0;
+}
+
+static void open_store(struct fixture *f)
+{
+	struct store_credential c;
+	char *err = NULL;
+
+	if (store_open(f->uri, &f->st, &err) != 0)
+		fail_msg("store_open: %s", err ? err : "?");
+	assert_int_equal(store_tenant_add(f->st, "acme", &f->acme, &err), 0);
+	assert_int_equal(store_tenant_add(f->st, "beta", &f->beta, &err), 0);
+	assert_int_equal(store_credential_set(f->st, f->acme, "app1",
+					      "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", &err),
+			 0);
+	assert_int_equal(store_credential_lookup(f->st, "app1", &c, &err), 0);
+	f->cred = c.id;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char p[200];
+
+	store_close(&f->st);
+	unlink(f->path);
+	snprintf(p, sizeof p, "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", f->path);
+	unlink(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void test_limits(void **state)
+{
+	struct fixture *f = *state;
+	struct store_limit *l = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	open_store(f);
+	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 100, &err), 0);
+	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 200, &err), 0);
+	assert_int_equal(store_limit_set(f->st, f->acme, 0, "quota_month", 0, &err), 0);
+	assert_int_equal(store_limit_set(f->st, f->acme, f->cred, "recipients_per_day", 7, &err), 0);
+	assert_int_equal(store_limit_set(f->st, f->acme, 0, "Bad-Name", 1, &err), -1);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_limit_set(f->st, 999, 0, "messages_per_hour", 1, &err), -1);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_limit_list(f->st, f->acme, 0, &l, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(l[0].name, "messages_per_hour");
+	assert_int_equal(l[0].value, 200);
+	assert_string_equal(l[1].name, "quota_month");
+	assert_int_equal(l[1].value, 0);
+	free(l);
+	assert_int_equal(store_limit_list(f->st, f->acme, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].value, 7);
+	free(l);
+	assert_int_equal(store_limit_list(f->st, f->beta, 0, &l, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(l);
+	assert_int_equal(store_limit_unset(f->st, f->acme, 0, "quota_month", &err), 0);
+	assert_int_equal(store_limit_unset(f->st, f->acme, 0, "quota_month", &err), STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	/* the credential's rows go with it */
+	assert_int_equal(store_credential_remove(f->st, f->acme, "app1", &err), 0);
+	assert_int_equal(store_limit_list(f->st, f->acme, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(l);
+}
+
+static void test_networks(void **state)
+{
+	struct fixture *f = *state;
+	struct store_credential_network *l = NULL;
+	size_t n = 0, before = 0;
+	char *err = NULL;
+	int isnew = 0;
+
+	open_store(f);
+	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err), 0);
+	assert_int_equal(store_credential_network_add(f->st, f->cred, "2001:DB8::/32", &err), 0);
+	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err),
+			 STORE_EXISTS);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.1/16", &err), -1);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_credential_network_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(l[0].cidr, "10.1.0.0/16");
+	assert_string_equal(l[1].cidr, "2001:db8::/32");
+	free(l);
+	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err), 0);
+	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err),
+			 STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+
+	assert_int_equal(store_credential_seen(f->st, f->cred, "192.0.2.0/24", 100, &isnew, &before,
+					       &err),
+			 0);
+	assert_true(isnew);
+	assert_int_equal(before, 0);
+	assert_int_equal(store_credential_seen(f->st, f->cred, "192.0.2.0/24", 200, &isnew, &before,
+					       &err),
+			 0);
+	assert_false(isnew);
+	assert_int_equal(before, 1);
+	assert_int_equal(store_credential_seen(f->st, f->cred, "198.51.100.0/24", 300, &isnew,
+					       &before, &err),
+			 0);
+	assert_true(isnew);
+	assert_int_equal(before, 1);
+	assert_int_equal(store_credential_seen_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(l[0].cidr, "192.0.2.0/24");
+	assert_int_equal(l[0].created, 100);
+	free(l);
+	assert_int_equal(store_credential_remove(f->st, f->acme, "app1", &err), 0);
+	assert_int_equal(store_credential_network_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(l);
+	assert_int_equal(store_credential_seen_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(l);
+}
+
+static void test_suppressions(void **state)
+{
+	struct fixture *f = *state;
+	struct store_suppression x = {0}, got, *l = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	open_store(f);
+	x.tenant_id = f->acme;
+	strcpy(x.address, "Bob@Example.ORG");
+	strcpy(x.source, "operator");
+	strcpy(x.reason, "asked to stop");
+	x.created = 42;
+	assert_int_equal(store_suppression_add(f->st, &x, &err), 0);
+	assert_int_equal(store_suppression_add(f->st, &x, &err), STORE_EXISTS);
+	free(err);
+	err = NULL;
+	/* per tenant */
+	assert_int_equal(store_suppression_get(f->st, f->beta, "bob@example.org", &got, &err),
+			 STORE_NOTFOUND);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_suppression_get(f->st, f->acme, "BOB@example.org", &got, &err), 0);
+	assert_string_equal(got.address, "bob@example.org");
+	assert_string_equal(got.source, "operator");
+	assert_string_equal(got.reason, "asked to stop");
+	assert_int_equal(got.created, 42);
+	strcpy(x.source, "nobody");
+	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	free(err);
+	err = NULL;
+	strcpy(x.source, "bounce");
+	strcpy(x.address, "no-at-sign");
+	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	free(err);
+	err = NULL;
+	strcpy(x.address, "a b@example.org");
+	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	free(err);
+	err = NULL;
+	assert_int_equal(store_suppression_list(f->st, f->acme, &l, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(l);
+	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@EXAMPLE.org", &err), 0);
+	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@example.org", &err),
+			 STORE_NOTFOUND);
+	free(err);
+}
+
+static struct store_usage urow(int64_t t, int64_t c, int64_t h, const char *m, uint64_t n)
+{
+	struct store_usage u = {.tenant_id = t, .credential_id = c, .hour = h, .count = n};
+
+	strcpy(u.metric, m);
+	return u;
+}
+
+static void test_usage(void **state)
+{
+	struct fixture *f = *state;
+	struct store_usage rows[5], *l = NULL;
+	struct store_suppression s[2] = {0}, got;
+	uint64_t sum = 0;
+	size_t n = 0;
+	char *err = NULL;
+
+	open_store(f);
+	rows[0] = urow(f->acme, f->cred, 10, "accepted_recipients", 3);
+	rows[1] = urow(f->acme, 0, 10, "accepted_recipients", 2);
+	rows[2] = urow(f->acme, f->cred, 11, "accepted_recipients", 5);
+	rows[3] = urow(f->acme, 0, 11, "delivered", 4);
+	rows[4] = urow(f->beta, 0, 11, "delivered", 9);
+	s[0].tenant_id = f->acme;
+	strcpy(s[0].address, "gone@example.org");
+	strcpy(s[0].source, "bounce");
+	strcpy(s[0].reason, "550 5.1.1 no such user");
+	s[1] = s[0]; /* twice in one batch: kept once */
+	assert_int_equal(store_usage_add(f->st, rows, 5, s, 2, &err), 0);
+	assert_int_equal(store_usage_add(f->st, rows, 1, NULL, 0, &err), 0); /* adds up */
+	assert_int_equal(store_suppression_get(f->st, f->acme, "gone@example.org", &got, &err), 0);
+	assert_string_equal(got.source, "bounce");
+
+	assert_int_equal(store_usage_sum(f->st, f->acme, -1, "accepted_recipients", 10, 12, &sum,
+					 &err),
+			 0);
+	assert_int_equal(sum, 3 + 3 + 2 + 5);
+	assert_int_equal(store_usage_sum(f->st, f->acme, f->cred, "accepted_recipients", 10, 11,
+					 &sum, &err),
+			 0);
+	assert_int_equal(sum, 6);
+	assert_int_equal(store_usage_sum(f->st, f->beta, -1, "accepted_recipients", 0, 100, &sum,
+					 &err),
+			 0);
+	assert_int_equal(sum, 0);
+
+	assert_int_equal(store_usage_list(f->st, f->acme, 11, &l, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(l[0].hour, 11);
+	assert_string_equal(l[0].metric, "accepted_recipients");
+	assert_int_equal(l[0].count, 5);
+	assert_string_equal(l[1].metric, "delivered");
+	assert_int_equal(l[1].count, 4);
+	free(l);
+	assert_int_equal(store_usage_list(f->st, f->acme, 0, &l, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(l[0].count, 8); /* hour 10, summed over credentials */
+	free(l);
+}
+
+/* A file made by the version-1 schema opens, migrates through every step,
+ * keeps its tenants and takes policy rows. */
+static void test_migrates_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct store_tenant t;
+	struct store_limit *l = NULL;
+	size_t n = 0;
+	char *err = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+			 "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+			 " updated INTEGER NOT NULL);"
+			 "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+			 " NULL DEFAULT 0, created INTEGER NOT NULL);"
+			 "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+			 " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+			 "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
+			 "PRAGMA user_version = 1;",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	if (store_open(f->uri, &f->st, &err) != 0)
+		fail_msg("store_open: %s", err ? err : "?");
+	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
+	assert_int_equal(store_limit_set(f->st, t.id, 0, "messages_per_day", 5, &err), 0);
+	assert_int_equal(store_limit_list(f->st, t.id, 0, &l, &n, &err), 0);
+	assert_int_equal(n, 1);
+	free(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_networks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_suppressions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

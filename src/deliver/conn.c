@@ -9,6 +9,12 @@
  * one, as RFC 5321 5.1 asks; once a transaction ran, a failure is that
  * transaction's outcome.  A connection that ran out of targets defers its
  * job with the last failure seen.
+ *
+ * A connection with nothing to send waits, idle, up to
+ * connection_cache_time for its destination's next message (dl_pump feeds
+ * idle connections before it opens new ones), then QUITs; one that has
+ * carried messages_per_connection QUITs at once.  While idle it watches
+ * the socket: the server closing it (or saying anything) ends it.
  */
 #include "deliver/deliver_int.h"
 
@@ -26,6 +32,7 @@ enum dl_conn_state {
 	DC_CONNECTING,
 	DC_HANDSHAKE, /* TLS, implicit or after STARTTLS */
 	DC_SMTP,
+	DC_IDLE,      /* READY, waiting for the destination's next job */
 };
 
 struct dl_conn {
@@ -53,10 +60,14 @@ struct dl_conn {
 	struct smtp_client_reply fail; /* the last failure of a target */
 	const char **rcpt_ptrs;
 	struct smtp_client_message msg;
+	struct dl_conn *idle_next, **idle_prevp; /* e->idle_head while DC_IDLE */
+	int64_t idle_until;                      /* then QUIT */
 };
 
 static void dl_conn_run(struct dl_conn *c);
 static void dl_conn_next_target(struct dl_conn *c);
+static void dl_conn_idle_unlink(struct dl_conn *c);
+static int dl_conn_flush(struct dl_conn *c);
 
 /* ---- life cycle ------------------------------------------------------------ */
 
@@ -96,6 +107,8 @@ static void dl_conn_finish(struct dl_conn *c)
 
 	if (c->resolve_id)
 		dl_resolve_cancel(e, c->resolve_id);
+	if (c->state == DC_IDLE)
+		dl_conn_idle_unlink(c);
 	dl_conn_drop_socket(c);
 	if (c->job != NULL && (e->stopping || (c->tried == 0 && c->capped > 0))) {
 		/* every host at its cap, or sluiced stops: not an attempt; the
@@ -404,16 +417,138 @@ static int dl_conn_load(struct dl_conn *c, struct dl_job *j)
 	return 0;
 }
 
-/* READY: send the next job, or QUIT. */
-static void dl_conn_ready(struct dl_conn *c)
+/* ---- idle connections ------------------------------------------------------------- */
+
+static void dl_conn_idle_unlink(struct dl_conn *c)
+{
+	struct deliver_engine *e = c->e;
+
+	*c->idle_prevp = c->idle_next;
+	if (c->idle_next)
+		c->idle_next->idle_prevp = c->idle_prevp;
+	else
+		e->idle_tail = c->idle_prevp;
+	c->idle_next = NULL;
+	c->idle_prevp = NULL;
+	e->nidle--;
+	c->state = DC_SMTP;
+}
+
+static void dl_conn_idle_arm(struct dl_conn *c)
+{
+	int64_t left = c->idle_until - dl_now_ms();
+
+	dl_conn_arm(c, EV_READ, left > 0 ? (uint32_t)left : 1);
+}
+
+/* READY with nothing to send: wait for the destination's next job. 0 went
+ * idle, -1 not (connection caching off, or the output is not out yet). */
+static int dl_conn_go_idle(struct dl_conn *c, int64_t wake)
+{
+	struct deliver_engine *e = c->e;
+	int f;
+
+	if (e->dc->connection_cache_time == 0 || e->stopping)
+		return -1;
+	f = dl_conn_flush(c);
+	if (f <= 0)
+		return -1;
+	c->state = DC_IDLE;
+	c->idle_until = dl_now_ms() + (int64_t)e->dc->connection_cache_time * 1000;
+	c->idle_next = NULL;
+	if (e->idle_tail == NULL)
+		e->idle_tail = &e->idle_head;
+	c->idle_prevp = e->idle_tail;
+	*e->idle_tail = c;
+	e->idle_tail = &c->idle_next;
+	e->nidle++;
+	dl_conn_idle_arm(c);
+	dl_wake_at(e, wake); /* a rate or a retry time: feed it then */
+	log_debug("deliver conn=%llu idle relay=%s messages=%u", (unsigned long long)c->id,
+		  c->remote, c->nmsgs);
+	return 0;
+}
+
+/* An idle connection QUITs: wait for the 221 (now 0), or write the QUIT
+ * and close at once (now 1: its slot is wanted elsewhere). */
+static void dl_conn_idle_quit(struct dl_conn *c, int now)
+{
+	dl_conn_idle_unlink(c);
+	smtp_client_quit(c->smtp);
+	if (now) {
+		(void)dl_conn_flush(c);
+		dl_conn_finish(c);
+		return;
+	}
+	dl_conn_run(c);
+}
+
+void dl_conn_feed_idle(struct deliver_engine *e, int64_t *wake_r, int want_slot)
+{
+	struct dl_conn *c, *next;
+
+	for (c = e->idle_head; c != NULL && !e->stopping; c = next) {
+		struct dl_job *j;
+		int64_t w;
+
+		next = c->idle_next; /* only c leaves the list below */
+		if (dl_next_on(e, c->sc, &j, &w)) {
+			dl_conn_idle_unlink(c);
+			c->job = j;
+			log_debug("deliver conn=%llu reused relay=%s", (unsigned long long)c->id,
+				  c->remote);
+			dl_conn_run(c);
+			continue;
+		}
+		if (sched_conn_spent(c->sc)) {
+			dl_conn_idle_quit(c, 0);
+			continue;
+		}
+		if (w < *wake_r)
+			*wake_r = w;
+	}
+	if (want_slot && e->idle_head != NULL && !e->stopping)
+		dl_conn_idle_quit(e->idle_head, 1);
+}
+
+/* The socket of an idle connection: readable (the server closes, or says
+ * something: a 421) or its time is up. */
+static void dl_conn_idle_event(struct dl_conn *c, short what)
+{
+	if (what & EV_READ) {
+		char b;
+		size_t n = 0;
+		enum net_io r = net_conn_read(&c->conn, &b, 1, &n);
+
+		if (r == NET_IO_WANT_READ || r == NET_IO_WANT_WRITE) {
+			dl_conn_idle_arm(c); /* TLS records only (a session ticket) */
+			return;
+		}
+		log_debug("deliver conn=%llu idle closed by relay=%s", (unsigned long long)c->id,
+			  c->remote);
+		dl_conn_finish(c);
+		return;
+	}
+	if (dl_now_ms() < c->idle_until) {
+		dl_conn_idle_arm(c);
+		return;
+	}
+	dl_conn_idle_quit(c, 0);
+}
+
+/* READY: send the next job, QUIT, or wait idle.  1 go on running, 0 idle. */
+static int dl_conn_ready(struct dl_conn *c)
 {
 	struct dl_job *j;
 	struct sched_job *sj;
+	int64_t wake = SCHED_NEVER;
 
 	for (;;) {
-		if (c->job == NULL && (c->e->stopping || !dl_next_on(c->e, c->sc, &c->job))) {
+		if (c->job == NULL && (c->e->stopping || !dl_next_on(c->e, c->sc, &c->job, &wake))) {
+			if (!c->e->stopping && !sched_conn_spent(c->sc) && dl_conn_go_idle(c, wake) == 0)
+				return 0;
 			smtp_client_quit(c->smtp);
-			return;
+			return 1;
 		}
 		j = c->job;
 		if (j->data == NULL && dl_conn_load(c, j) < 0) {
@@ -428,7 +563,7 @@ static void dl_conn_ready(struct dl_conn *c)
 	if (c->rcpt_ptrs == NULL) {
 		dl_set_fail(c, 451, "4.3.0", "out of memory");
 		smtp_client_quit(c->smtp);
-		return;
+		return 1;
 	}
 	for (size_t i = 0; i < sj->nrcpts; i++)
 		c->rcpt_ptrs[i] = j->m->rcpts[sj->rcpts[i]].addr;
@@ -443,10 +578,11 @@ static void dl_conn_ready(struct dl_conn *c)
 	if (smtp_client_send(c->smtp, &c->msg) < 0) {
 		dl_set_fail(c, 451, "4.3.0", "message could not be sent");
 		smtp_client_quit(c->smtp);
-		return;
+		return 1;
 	}
 	c->job_sent = 1;
 	c->nmsgs++;
+	return 1;
 }
 
 /* ---- the driver ------------------------------------------------------------------- */
@@ -581,7 +717,8 @@ static void dl_conn_run(struct dl_conn *c)
 			c->after_starttls = 1;
 			continue;
 		case SMTP_CLIENT_READY:
-			dl_conn_ready(c);
+			if (dl_conn_ready(c) == 0)
+				return; /* idle */
 			continue;
 		case SMTP_CLIENT_DONE: {
 			struct dl_job *j = c->job;
@@ -617,6 +754,10 @@ static void dl_conn_event(evutil_socket_t fd, short what, void *arg)
 	struct dl_conn *c = arg;
 
 	(void)fd;
+	if (c->state == DC_IDLE) {
+		dl_conn_idle_event(c, what);
+		return;
+	}
 	if (what & EV_TIMEOUT) {
 		switch (c->state) {
 		case DC_CONNECTING:
@@ -633,6 +774,7 @@ static void dl_conn_event(evutil_socket_t fd, short what, void *arg)
 			smtp_client_timeout(c->smtp);
 			break;
 		case DC_RESOLVING:
+		case DC_IDLE:
 			break;
 		}
 	} else if (c->state == DC_CONNECTING) {

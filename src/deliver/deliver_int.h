@@ -134,6 +134,11 @@ struct deliver_engine {
 
 	struct dl_conn *conns;
 	unsigned nconns;
+	/* connections waiting for their destination's next message, the
+	 * longest idle first (conn.c) */
+	struct dl_conn *idle_head, **idle_tail;
+	unsigned nidle;
+	int pumping, pump_again; /* dl_pump is running; run it once more */
 	uint64_t next_resolve_id;
 	struct dl_pending_resolve *resolves;
 	uint64_t next_conn_id;
@@ -151,10 +156,15 @@ void dl_msg_release(struct deliver_engine *e, struct dl_msg *m);
 void dl_msg_schedule(struct deliver_engine *e, struct dl_msg *m, int now);
 /* Hand out what the scheduler lets start; arm the timer. */
 void dl_pump(struct deliver_engine *e);
-/* The next job for an open connection (1), or 0: quit. */
-int dl_next_on(struct deliver_engine *e, struct sched_conn *sc, struct dl_job **j_r);
+/* The next job for an open connection (1), or 0 with *wake_r: nothing
+ * before then (SCHED_NEVER: the connection has carried its share, or
+ * sluiced stops; quit). */
+int dl_next_on(struct deliver_engine *e, struct sched_conn *sc, struct dl_job **j_r,
+	       int64_t *wake_r);
 void dl_job_free(struct dl_job *j);
 void dl_engine_wake(struct deliver_engine *e);
+/* Make sure the engine looks again by wake_ms (SCHED_NEVER: no-op). */
+void dl_wake_at(struct deliver_engine *e, int64_t wake_ms);
 int64_t dl_now_ms(void);
 
 /* resolve.c: the targets of a destination (a route's host, or the
@@ -167,6 +177,11 @@ void dl_resolve_cancel(struct deliver_engine *e, uint64_t id);
 /* conn.c */
 void dl_conn_open(struct deliver_engine *e, struct sched_conn *sc, struct dl_job *first);
 void dl_conn_close_all(struct deliver_engine *e);
+/* Hand ready jobs to idle connections; the earliest time one of them may
+ * get one is lowered into *wake_r.  Idle connections that will get no
+ * more (their share carried) QUIT; with want_slot, the longest idle one
+ * QUITs too, to make room for another destination. */
+void dl_conn_feed_idle(struct deliver_engine *e, int64_t *wake_r, int want_slot);
 
 /* outcome.c: a job ended.  replies[i * stride] decides recipient
  * sj->rcpts[i] (stride 0: one reply for all).  Takes the job. */

@@ -260,38 +260,58 @@ static void dl_timer_arm(struct deliver_engine *e, int64_t wake_ms)
 	evtimer_add(e->timer, &tv);
 }
 
+/* Idle connections first (a message on an open connection skips the
+ * connect, greeting, EHLO and TLS), then new connections for what is left.
+ * Connections that end call back in here: such a nested call only asks
+ * the running one to go round once more. */
 void dl_pump(struct deliver_engine *e)
 {
-	int64_t wake = SCHED_NEVER;
+	int64_t wake, idle_wake;
 
-	while (!e->stopping) {
-		struct sched_job *sj = NULL;
-		struct sched_conn *sc = NULL;
-		struct dl_job *j;
-
-		if (sched_next(e->sched, dl_now_ms(), &sj, &sc, &wake) <= 0)
-			break;
-		if ((j = dl_job_claim(e, sj)) == NULL) {
-			sched_conn_close(e->sched, &sc);
-			continue;
-		}
-		dl_conn_open(e, sc, j);
+	if (e->pumping) {
+		e->pump_again = 1;
+		return;
 	}
-	dl_timer_arm(e, wake);
+	e->pumping = 1;
+	do {
+		e->pump_again = 0;
+		wake = SCHED_NEVER;
+		idle_wake = SCHED_NEVER;
+		dl_conn_feed_idle(e, &idle_wake, 0);
+		while (!e->stopping) {
+			struct sched_job *sj = NULL;
+			struct sched_conn *sc = NULL;
+			struct dl_job *j;
+
+			if (sched_next(e->sched, dl_now_ms(), &sj, &sc, &wake) <= 0) {
+				if (e->nidle > 0 && sched_slot_wanted(e->sched, dl_now_ms()))
+					dl_conn_feed_idle(e, &idle_wake, 1);
+				break;
+			}
+			if ((j = dl_job_claim(e, sj)) == NULL) {
+				sched_conn_close(e->sched, &sc);
+				continue;
+			}
+			dl_conn_open(e, sc, j);
+		}
+	} while (e->pump_again && !e->stopping);
+	e->pumping = 0;
+	dl_timer_arm(e, wake < idle_wake ? wake : idle_wake);
 }
 
-int dl_next_on(struct deliver_engine *e, struct sched_conn *sc, struct dl_job **j_r)
+int dl_next_on(struct deliver_engine *e, struct sched_conn *sc, struct dl_job **j_r,
+	       int64_t *wake_r)
 {
-	int64_t wake;
-
 	*j_r = NULL;
+	*wake_r = SCHED_NEVER;
 	while (!e->stopping) {
 		struct sched_job *sj = NULL;
-		if (sched_next_on(e->sched, sc, dl_now_ms(), &sj, &wake) <= 0)
+		if (sched_next_on(e->sched, sc, dl_now_ms(), &sj, wake_r) <= 0)
 			return 0;
 		if ((*j_r = dl_job_claim(e, sj)) != NULL)
 			return 1;
 	}
+	*wake_r = SCHED_NEVER;
 	return 0;
 }
 
@@ -307,6 +327,15 @@ static void dl_timer_run(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- hand-over from other threads ------------------------------------------ */
+
+void dl_wake_at(struct deliver_engine *e, int64_t wake_ms)
+{
+	if (wake_ms == SCHED_NEVER || e->stopping)
+		return;
+	if (e->timer_at != 0 && e->timer_at <= wake_ms && evtimer_pending(e->timer, NULL))
+		return;
+	dl_timer_arm(e, wake_ms);
+}
 
 void dl_engine_wake(struct deliver_engine *e)
 {

@@ -553,6 +553,21 @@ int sched_next_on(struct sched *s, struct sched_conn *c, int64_t now_ms, struct 
 	return 1;
 }
 
+int sched_slot_wanted(const struct sched *s, int64_t now_ms)
+{
+	const struct sched_dest *d;
+
+	if (s->max_conns_total == 0 || s->nconns < s->max_conns_total)
+		return 0;
+	d = sched_heap_top(&s->ready);
+	return d != NULL && d->key_ms <= now_ms;
+}
+
+int sched_conn_spent(const struct sched_conn *c)
+{
+	return c->d->lim.max_msgs_per_conn != 0 && c->msgs >= c->d->lim.max_msgs_per_conn;
+}
+
 const char *sched_conn_dest(const struct sched_conn *c)
 {
 	return c->d->node.key;

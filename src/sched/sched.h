@@ -176,6 +176,12 @@ int sched_next(struct sched *s, int64_t now_ms, struct sched_job **job_r,
  * before *wake_r, or max_msgs_per_conn reached (*wake_r = SCHED_NEVER). */
 int sched_next_on(struct sched *s, struct sched_conn *conn, int64_t now_ms,
                   struct sched_job **job_r, int64_t *wake_r);
+/* 1 when a destination has a job ready at now_ms that only the cap on
+ * connections in all (max_conns_total) keeps from starting: the caller
+ * may close an idle connection to make room. */
+int sched_slot_wanted(const struct sched *s, int64_t now_ms);
+/* 1 when conn has carried max_msgs_per_conn jobs: it gets no more. */
+int sched_conn_spent(const struct sched_conn *conn);
 /* Count conn against its MX host (after resolution, before connect); a
  * second call moves it to another host.  0 ok, -1 host at its cap (conn
  * still counted for its old host, if any). */

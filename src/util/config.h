@@ -86,6 +86,9 @@ struct config_delivery {
 	uint32_t messages_per_connection;
 	uint32_t dest_rate;           /* messages per minute per recipient domain; 0 off */
 	uint32_t max_connections;     /* outbound connections in all */
+	/* seconds a delivery connection with nothing to send waits for the
+	 * next message of its destination before QUIT; 0: QUIT at once */
+	uint32_t connection_cache_time;
 	/* RFC 5321 4.5.3.2, seconds */
 	uint32_t timeout_connect;
 	uint32_t timeout_greeting;
@@ -119,6 +122,23 @@ struct config_egress {
 	uint32_t log_rate;        /* blocked-attempt log lines a minute; 0 none */
 	uint32_t blocked_timeout; /* seconds a quiet blocked source stays counted */
 	int apply_on_change;      /* egress_apply: exception changes reload the table */
+};
+
+/* Content scanning at end of DATA (config_scan.c, src/scan/): what a
+ * verdict does to the message. */
+enum config_scan_action { CONFIG_SCAN_ACCEPT, CONFIG_SCAN_HOLD, CONFIG_SCAN_REFUSE };
+struct config_scan {
+	char *clamd;          /* "IP:PORT", "[IPv6]:PORT", "unix:/PATH"; NULL: no clamd */
+	char *rspamd;         /* "http://IP:PORT[/PATH]", "unix:/PATH"; NULL: no rspamd */
+	uint32_t clamd_timeout;  /* seconds for the whole exchange */
+	uint32_t rspamd_timeout;
+	uint64_t max_size;    /* larger messages are not scanned (logged) */
+	int fail_closed;      /* a scanner down or late: 451 4.3.0 (else accept, logged) */
+	enum config_scan_action clamd_virus;
+	enum config_scan_action rspamd_reject;
+	enum config_scan_action rspamd_add_header;
+	enum config_scan_action rspamd_rewrite_subject;
+	enum config_scan_action rspamd_greylist;
 };
 
 /* The outbound policy's defaults (config_policy.c, src/policy): the
@@ -166,6 +186,7 @@ struct sluice_config {
 	struct config_egress egress;
 	struct config_domains domains;
 	struct config_policy policy;
+	struct config_scan scan;
 };
 
 void config_defaults(struct sluice_config *cfg);
@@ -198,6 +219,12 @@ void config_domains_free(struct config_domains *d);
 void config_egress_defaults(struct config_egress *e);
 int config_egress_key(struct config_egress *e, const char *k, const char *v, const char **why);
 void config_egress_free(struct config_egress *e);
+
+/* config_scan.c: the scan_* keys of the global section (same contract as
+ * config_delivery_key). */
+void config_scan_defaults(struct config_scan *s);
+int config_scan_key(struct config_scan *s, const char *k, const char *v, const char **why);
+void config_scan_free(struct config_scan *s);
 
 /* config_policy.c: the limit_* keys and the other policy keys of the
  * global section (same contract as config_delivery_key). */

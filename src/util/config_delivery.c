@@ -26,6 +26,7 @@ void config_delivery_defaults(struct config_delivery *d)
 	d->messages_per_connection = 100;
 	d->dest_rate = 0;
 	d->max_connections = 500;
+	d->connection_cache_time = 2; /* Postfix's smtp_connection_cache_time_limit */
 	d->timeout_connect = 30;
 	d->timeout_greeting = 300;
 	d->timeout_command = 300;
@@ -118,6 +119,7 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 		 offsetof(struct config_delivery, messages_per_connection), 0},
 		{"dest_rate", offsetof(struct config_delivery, dest_rate), 0},
 		{"delivery_max_connections", offsetof(struct config_delivery, max_connections), 0},
+		{"connection_cache_time", offsetof(struct config_delivery, connection_cache_time), 1},
 		{"timeout_connect", offsetof(struct config_delivery, timeout_connect), 1},
 		{"timeout_greeting", offsetof(struct config_delivery, timeout_greeting), 1},
 		{"timeout_remote_command", offsetof(struct config_delivery, timeout_command), 1},
@@ -136,8 +138,9 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 				return -1;
 			}
 			/* a zero limit would stop delivery for good; 0 is "off"
-			 * only for the rate */
-			if (n == 0 && strcmp(k, "dest_rate") != 0) {
+			 * only for the rate and the connection cache */
+			if (n == 0 && strcmp(k, "dest_rate") != 0 &&
+			    strcmp(k, "connection_cache_time") != 0) {
 				*why = "must be greater than 0";
 				return -1;
 			}

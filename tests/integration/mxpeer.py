@@ -130,6 +130,8 @@ class _Controller(Controller):
         kw = dict(hostname=p.name, ident="sluice-test-mx",
                   enable_SMTPUTF8=p.smtputf8, decode_data=False,
                   data_size_limit=None)
+        if p.idle_timeout is not None:
+            kw["timeout"] = p.idle_timeout
         if p.tls_context is not None:
             kw["tls_context"] = p.tls_context
             kw["require_starttls"] = p.require_tls
@@ -157,6 +159,7 @@ class MXPeer:
         self.stall_at = None
         self.no_pipelining = False
         self.size_limit = None
+        self.idle_timeout = None  # seconds: aiosmtpd closes a silent client (421)
         self.smtputf8 = True
         self.tls_context = None
         self.require_tls = False

@@ -414,3 +414,57 @@ def test_destination_rate_is_smooth(sluice_factory, peers):
     t = sorted(datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() for s in stamps)
     # GCRA: 2 s apart (the first may go at once); allow scheduling slack
     assert t[2] - t[0] >= 3.0, t
+
+
+def test_idle_connection_cached_then_closed(sluice_factory, peers):
+    """A delivery connection with nothing to send waits connection_cache_time for the
+    destination's next message: three messages a little apart leave over one connection;
+    after the cache time it QUITs, and the next message makes a new connection."""
+    peer, _ = peers()
+    peer.start()
+    sl = delivering_sluice(sluice_factory, peer, tls="none",
+                           extra="connection_cache_time = 2s\n")
+    for i in range(3):
+        submit(sl, f"c{i}@example.org", token())
+        assert len(peer.wait_messages(i + 1, timeout=20)) == i + 1, sl.log_tail(20)
+        time.sleep(0.3)
+    assert peer.connections == 1, peer.connections
+    time.sleep(3)  # past the cache time: the connection QUIT
+    submit(sl, "c3@example.org", token())
+    assert len(peer.wait_messages(4, timeout=20)) == 4, sl.log_tail(20)
+    assert peer.connections == 2, peer.connections
+    assert queue_empty(sl)
+    assert "status=deferred" not in sl.log_text()
+
+
+def test_idle_connection_closed_by_peer(sluice_factory, peers):
+    """The remote closes a connection sluice keeps idle (its own timeout, 421): the next
+    message goes over a new connection, without a deferral or a failed attempt."""
+    peer, _ = peers()
+    peer.idle_timeout = 0.5
+    peer.start()
+    sl = delivering_sluice(sluice_factory, peer, tls="none",
+                           extra="connection_cache_time = 30s\n")
+    submit(sl, "d0@example.org", token())
+    assert len(peer.wait_messages(1, timeout=20)) == 1, sl.log_tail(20)
+    time.sleep(2)  # the peer times the idle connection out
+    submit(sl, "d1@example.org", token())
+    assert len(peer.wait_messages(2, timeout=20)) == 2, sl.log_tail(20)
+    assert peer.connections == 2, peer.connections
+    assert queue_empty(sl)
+    assert "status=deferred" not in sl.log_text(), sl.log_tail(20)
+
+
+def test_idle_connection_over_tls_reused(sluice_factory, peers, peer_cert):
+    """Connection caching keeps the STARTTLS session: two messages, one TLS handshake."""
+    peer, _ = peers()
+    peer.start(tls_cert=peer_cert[0], tls_key=peer_cert[1])
+    sl = delivering_sluice(sluice_factory, peer, tls="required",
+                           extra="connection_cache_time = 5s\n")
+    submit(sl, "t0@example.org", token())
+    assert len(peer.wait_messages(1, timeout=20)) == 1, sl.log_tail(20)
+    time.sleep(0.5)
+    submit(sl, "t1@example.org", token())
+    assert len(peer.wait_messages(2, timeout=20)) == 2, sl.log_tail(20)
+    assert sl.log_text().count("tls relay=") == 1, sl.log_tail(20)
+    assert queue_empty(sl)

@@ -87,7 +87,8 @@ def test_mx_preference_and_fallback(sluice_factory, dns, mx_port, peers, cleanup
     """The lowest preference gets the mail; when it refuses connections the next MX does."""
     made, make = peers
     mx2 = make("127.0.0.12", mx_port)
-    sl = dns_sluice(sluice_factory, dns, mx_port)
+    # no connection cache: the second message must make a new connection
+    sl = dns_sluice(sluice_factory, dns, mx_port, extra="connection_cache_time = 0\n")
     cleanup_sinks.append(sl)
     # mx1 (127.0.0.11, preference 10) is down: nothing listens there
     submit(sl, "a@multi.sluice.test", token())

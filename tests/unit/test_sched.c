@@ -555,6 +555,8 @@ static void test_conn_caps(void **state)
 		assert_int_equal(sched_next(s, T0, &j[i], &c[i], &wake), 1);
 	assert_int_equal(sched_next(s, T0, &j[5], &c[5], &wake), 0);
 	assert_int_equal(wake, SCHED_NEVER);
+	/* c.example has ready work only the total cap holds back */
+	assert_int_equal(sched_slot_wanted(s, T0), 1);
 	assert_int_equal(sched_dest_queued(s, "a.example", &conns), 8);
 	assert_int_equal(conns, 2);
 	sched_stats(s, &st);
@@ -614,10 +616,13 @@ static void test_conn_reuse(void **state)
 	assert_string_equal(j->dest, "a.example");
 	sched_job_done(s, &j);
 	for (i = 0; i < 2; i++) {
+		assert_int_equal(sched_conn_spent(c), 0);
 		assert_int_equal(sched_next_on(s, c, T0, &j, &wake), 1);
 		assert_string_equal(j->dest, "a.example"); /* never b's */
 		sched_job_done(s, &j);
 	}
+	assert_int_equal(sched_conn_spent(c), 1);
+	assert_int_equal(sched_slot_wanted(s, T0), 0); /* no total cap */
 	assert_int_equal(sched_next_on(s, c, T0, &j, &wake), 0);
 	assert_int_equal(wake, SCHED_NEVER);
 	assert_null(j);

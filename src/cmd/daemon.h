@@ -18,6 +18,7 @@
 #include "deliver/deliver.h"
 #include "net/net.h"
 #include "policy/policy.h"
+#include "scan/scan.h"
 #include "spool/spool.h"
 #include "store/store.h"
 #include "util/config.h"
@@ -57,6 +58,7 @@ struct sluiced {
 	struct policy_networks *networks;
 	struct signer *signer;          /* DKIM keys (signer.h) */
 	struct deliver_engine *deliver; /* NULL: delivery = off */
+	struct scan *scan;              /* NULL: no content scanners */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
 	size_t nlisteners;

@@ -26,6 +26,7 @@ enum session_wait {
 	WAIT_NONE,
 	WAIT_AUTH,    /* argon2 pool */
 	WAIT_SPOOL,   /* group commit */
+	WAIT_SCAN,    /* content scanners (scan/), on this loop */
 };
 
 struct session {
@@ -57,6 +58,17 @@ struct session {
 	char *auth_password;
 
 	uint32_t messages;
+
+	/* content scanners: the job, then its verdict for session_scan() */
+	struct scan_job *scan;
+	struct smtp_server_event scan_ev; /* the DATA event, data still the SMTP session's */
+	int scan_ready;
+	int scan_hold;
+	enum scan_action scan_action;
+	int scan_code;
+	char scan_enhanced[16];
+	char scan_text[256];
+	const char *scan_reason;
 };
 
 struct ip_count {
@@ -149,6 +161,7 @@ static void session_free(struct session *s)
 		ip_release(d, s->addr);
 	if (s->ev)
 		event_free(s->ev);
+	scan_job_cancel(&s->scan);
 	smtp_server_free(&s->smtp);
 	if (s->auth_password) {
 		util_wipe(s->auth_password, strlen(s->auth_password));
@@ -496,6 +509,95 @@ static int session_sign(struct session *s, const char *domain, const char *id, s
 	return 0;
 }
 
+/* ---- content scanning (scan/) ------------------------------------------ */
+
+static void session_data(struct session *s, const struct smtp_server_event *ev);
+
+static void session_scan_done(void *ctx, const struct scan_verdict *v)
+{
+	struct session *s = ctx;
+
+	s->scan = NULL; /* the job is gone */
+	s->wait = WAIT_NONE;
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	s->scan_ready = 1;
+	s->scan_action = v->action;
+	s->scan_code = v->code;
+	s->scan_reason = v->reason;
+	util_strlcpy(s->scan_enhanced, v->enhanced, sizeof s->scan_enhanced);
+	util_strlcpy(s->scan_text, v->text, sizeof s->scan_text);
+	session_data(s, &s->scan_ev); /* again, now with the verdict */
+	session_run(s);
+}
+
+static void session_scan_start(struct session *s, const struct smtp_server_event *ev)
+{
+	size_t n = smtp_server_rcpt_count(s->smtp);
+	char from[SMTP_PATH_MAX * 2], (*rcpt)[SMTP_PATH_MAX * 2] = calloc(n ? n : 1, sizeof *rcpt);
+	const char **rcpts = calloc(n ? n : 1, sizeof *rcpts);
+	struct scan_request rq;
+	int r = -1;
+
+	if (rcpt != NULL && rcpts != NULL) {
+		smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
+		for (size_t i = 0; i < n; i++) {
+			smtp_address_format(smtp_server_rcpt(s->smtp, i), rcpt[i], sizeof rcpt[i]);
+			rcpts[i] = rcpt[i];
+		}
+		rq = (struct scan_request){
+			.data = ev->u.data.data,
+			.len = ev->u.data.len,
+			.session = s->id,
+			.sender = from,
+			.rcpts = rcpts,
+			.nrcpts = n,
+			.client_addr = s->addr,
+			.helo = smtp_server_helo(s->smtp),
+			.user = smtp_server_authenticated(s->smtp) ? s->auth_user : NULL,
+			.tenant_id = s->tenant_id,
+			.hostname = s->d->cfg.hostname,
+		};
+		r = scan_start(s->d->scan, &rq, session_scan_done, s, &s->scan);
+	}
+	free(rcpt);
+	free(rcpts);
+	if (r < 0) {
+		smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary local problem, try again later");
+		return;
+	}
+	s->scan_ev = *ev;
+	s->wait = WAIT_SCAN;
+}
+
+/* The scanners' word on the message, at end of DATA after the header
+ * checks.  The first call asks them (WAIT_SCAN); session_scan_done() runs
+ * session_data() again and this call then applies the verdict.  1 go on
+ * and queue (on hold when s->scan_hold), 0 stop (waiting, or decided). */
+static int session_scan(struct session *s, const struct smtp_server_event *ev)
+{
+	s->scan_hold = 0;
+	if (s->d->scan == NULL)
+		return 1;
+	if (!s->scan_ready) {
+		session_scan_start(s, ev);
+		return 0;
+	}
+	s->scan_ready = 0;
+	if (s->scan_action == SCAN_ACCEPT || s->scan_action == SCAN_HOLD) {
+		s->scan_hold = s->scan_action == SCAN_HOLD;
+		return 1;
+	}
+	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=scan-%s "
+		 "text=\"%s\"",
+		 (unsigned long long)s->id, s->addr, s->tenant, s->scan_code, s->scan_reason,
+		 s->scan_text);
+	smtp_server_decide(s->smtp, s->scan_code, s->scan_enhanced, "%s", s->scan_text);
+	return 0;
+}
+
 static void session_data(struct session *s, const struct smtp_server_event *ev)
 {
 	struct sluiced *d = s->d;
@@ -511,7 +613,7 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 554, "5.4.6", "Too many Received headers: mail loop");
 		return;
 	}
-	if (session_data_headers(s, ev, from_domain) < 0)
+	if (session_data_headers(s, ev, from_domain) < 0 || !session_scan(s, ev))
 		return;
 	spool_new_id(d->spool, m.id);
 	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
@@ -549,7 +651,8 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	m.tenant_id = s->tenant_id;
 	m.received = t.when;
 	m.flags = (smtp_server_body_8bit(s->smtp) ? SPOOL_MSG_8BIT : 0) |
-		  (smtp_server_smtputf8(s->smtp) ? SPOOL_MSG_SMTPUTF8 : 0);
+		  (smtp_server_smtputf8(s->smtp) ? SPOOL_MSG_SMTPUTF8 : 0) |
+		  (s->scan_hold ? SPOOL_MSG_HELD : 0);
 	m.sender = from;
 	m.data = out.data;
 	m.len = out.len;
@@ -559,8 +662,9 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary queue failure, try again later");
 	} else {
 		s->wait = WAIT_SPOOL;
-		log_info("queue=%s session=%016llx received tenant=%s from=<%s> nrcpt=%zu size=%zu",
-			 m.id, (unsigned long long)s->id, s->tenant, from, n, out.len);
+		log_info("queue=%s session=%016llx received tenant=%s from=<%s> nrcpt=%zu size=%zu%s",
+			 m.id, (unsigned long long)s->id, s->tenant, from, n, out.len,
+			 s->scan_hold ? " held=scan" : "");
 	}
 	for (size_t i = 0; i < m.nrcpts; i++)
 		free(m.rcpts[i].addr);

@@ -382,6 +382,16 @@ int main(int argc, char **argv)
 		event_add(d.control_ev, NULL);
 	}
 
+	if (scan_configured(&d.cfg.scan)) {
+		if ((d.scan = scan_new(d.base, &d.cfg.scan, &err)) == NULL)
+			log_fatal("scan start failed error=\"%s\"", err ? err : "out of memory");
+		log_info("scan on clamd=%s rspamd=%s fail=%s max_size=%llu",
+			 d.cfg.scan.clamd ? d.cfg.scan.clamd : "-",
+			 d.cfg.scan.rspamd ? d.cfg.scan.rspamd : "-",
+			 d.cfg.scan.fail_closed ? "closed" : "open",
+			 (unsigned long long)d.cfg.scan.max_size);
+	}
+
 	if (d.cfg.delivery.enabled) {
 		if (deliver_engine_start(&d.cfg, d.spool, &d.deliver, &err) < 0)
 			log_fatal("delivery start failed error=\"%s\"", err ? err : "?");
@@ -398,6 +408,7 @@ int main(int argc, char **argv)
 	deliver_engine_free(&d.deliver);
 	completions_run(d.done_fd, EV_READ, &d);
 	session_free_all(&d);
+	scan_free(&d.scan); /* after the sessions: they cancel their jobs */
 	auth_pool_free(&d.auth_pool);
 	control_close(&d);
 	for (size_t i = 0; i < d.nlisteners; i++) {

@@ -30,6 +30,7 @@ void config_defaults(struct sluice_config *cfg)
 	config_delivery_defaults(&cfg->delivery);
 	config_egress_defaults(&cfg->egress);
 	config_domains_defaults(&cfg->domains);
+	config_scan_defaults(&cfg->scan);
 	config_policy_defaults(&cfg->policy);
 }
 
@@ -255,6 +256,9 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 	r = config_egress_key(&cfg->egress, k, v, why);
 	if (r <= 0)
 		return r;
+	r = config_scan_key(&cfg->scan, k, v, why);
+	if (r <= 0)
+		return r;
 	*why = "unknown key";
 	return -1;
 }
@@ -408,5 +412,6 @@ void config_free(struct sluice_config *cfg)
 	config_delivery_free(&cfg->delivery);
 	config_egress_free(&cfg->egress);
 	config_domains_free(&cfg->domains);
+	config_scan_free(&cfg->scan);
 	memset(cfg, 0, sizeof *cfg);
 }

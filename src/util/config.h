@@ -153,23 +153,6 @@ struct config_policy {
 };
 extern const char *const config_policy_limit_names[CONFIG_POLICY_LIMITS];
 
-/* Content scanning at end of DATA (config_scan.c, src/scan/): what a
- * verdict does to the message. */
-enum config_scan_action { CONFIG_SCAN_ACCEPT, CONFIG_SCAN_HOLD, CONFIG_SCAN_REFUSE };
-struct config_scan {
-	char *clamd;          /* "IP:PORT", "[IPv6]:PORT", "unix:/PATH"; NULL: no clamd */
-	char *rspamd;         /* "http://IP:PORT[/PATH]", "unix:/PATH"; NULL: no rspamd */
-	uint32_t clamd_timeout;  /* seconds for the whole exchange */
-	uint32_t rspamd_timeout;
-	uint64_t max_size;    /* larger messages are not scanned (logged) */
-	int fail_closed;      /* a scanner down or late: 451 4.3.0 (else accept, logged) */
-	enum config_scan_action clamd_virus;
-	enum config_scan_action rspamd_reject;
-	enum config_scan_action rspamd_add_header;
-	enum config_scan_action rspamd_rewrite_subject;
-	enum config_scan_action rspamd_greylist;
-};
-
 struct sluice_config {
 	char *path;      /* the file it was read from */
 	char *hostname;  /* our name in the banner, EHLO and Received */
@@ -202,7 +185,6 @@ struct sluice_config {
 	struct config_delivery delivery;
 	struct config_egress egress;
 	struct config_domains domains;
-	struct config_scan scan;
 	struct config_policy policy;
 	struct config_scan scan;
 };
@@ -250,11 +232,5 @@ void config_policy_defaults(struct config_policy *p);
 int config_policy_key(struct config_policy *p, const char *k, const char *v, const char **why);
 /* The index of a limit name ("messages_per_hour"), or -1. */
 int config_policy_limit_index(const char *name);
-
-/* config_scan.c: the scan_* keys of the global section (same contract as
- * config_delivery_key). */
-void config_scan_defaults(struct config_scan *s);
-int config_scan_key(struct config_scan *s, const char *k, const char *v, const char **why);
-void config_scan_free(struct config_scan *s);
 
 #endif

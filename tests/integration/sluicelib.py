@@ -586,8 +586,9 @@ def header_values(head, name):
     out = []
     cur = None
     for line in head.split(b"\n"):
-        if line[:1] in (b" ", b"\t") and cur is not None:
-            cur += b" " + line.strip()
+        if line[:1] in (b" ", b"\t"):  # a continuation, of this field or another
+            if cur is not None:
+                cur += b" " + line.strip()
             continue
         if cur is not None:
             out.append(cur)

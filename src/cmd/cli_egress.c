@@ -488,6 +488,9 @@ int cli_egress_apply(struct cli *cli)
 	struct cli_nft *nft;
 	int rc;
 
+	/* before the kernel is asked anything */
+	if (cli->cfg.egress.ncustomers == 0)
+		return cli_error("egress_customer_networks is not set: there is nothing to block");
 	if ((rc = cli_nft_start(&nft)) != 0)
 		return rc;
 	rc = cli_egress_load(cli, nft, 0);

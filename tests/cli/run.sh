@@ -59,6 +59,8 @@ normalise() {
 	    -e 's/[0-9]\{4\}-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]Z/<TIME>/g' \
 	    -e 's/^\(  password: *\)[A-Za-z0-9]\{20\}\( \|$\)/\1<PASSWORD>\2/' \
 	    -e 's/^sluice [0-9][0-9.]*$/sluice <VERSION>/' \
+	    -e 's/ timeout [0-9]\{4,\}s comment/ timeout <SECONDS>s comment/' \
+	    -e 's/operator:[A-Za-z0-9._-]*/operator:<USER>/g' \
 	    -e 's/sluice-verify=[0-9a-f]\{32\}/sluice-verify=<TOKEN>/g' \
 	    -e 's/s[0-9]\{8\}\([re][0-9]*\)/s<DATE>\1/g' \
 	    -e 's|p=[A-Za-z0-9+/=]*\(" "[A-Za-z0-9+/=]*\)*"|p=<KEY>"|g'
@@ -128,6 +130,21 @@ golden() {
 }
 
 golden commands.in expected.ref "$tmp/sluice.conf"
+
+# egress.in -> egress.ref: the egress table rendered and its exceptions, with
+# a store of its own (no kernel: apply and status need a network namespace)
+mkdir "$tmp/egress"
+cat >"$tmp/egress.conf" <<'EOF'
+store = sqlite:egress/sluice.db
+spool_dir = egress/spool
+control_socket = egress/sluiced.sock
+egress_customer_networks = 198.18.1.0/24, 198.18.3.0/24 2001:db8:1::/48
+egress_relay_addresses = 198.18.2.10 2001:db8:2::10
+egress_private_networks = 198.18.4.0/24
+egress_log_rate = 20
+egress_blocked_timeout = 1d
+EOF
+golden egress.in egress.ref "$tmp/egress.conf"
 
 # Every stored hash is argon2id.
 hashes=$(sqlite3 "$tmp/state/sluice.db" "SELECT username, hash FROM credentials ORDER BY username" 2>&1)

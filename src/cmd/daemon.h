@@ -56,6 +56,9 @@ struct sluiced {
 	struct auth_cache *auth_cache;
 	struct auth_limiter *auth_limiter;
 	struct policy_networks *networks;
+	struct policy_limits *limits;   /* rates, quotas, counters per tenant and login */
+	struct policy_usage *usage;     /* hourly usage, written every usage_flush_interval */
+	struct event *usage_ev;
 	struct signer *signer;          /* DKIM keys (signer.h) */
 	struct deliver_engine *deliver; /* NULL: delivery = off */
 	struct scan *scan;              /* NULL: no content scanners */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SESSION_READ_CHUNK 4096
@@ -53,6 +54,9 @@ struct session {
 	int64_t tenant_id;
 	char tenant[STORE_NAME_MAX + 1];
 	char auth_user[STORE_NAME_MAX + 1];
+	int64_t credential_id;      /* the login's, after AUTH */
+	struct policy_txn txn;      /* limits reserved by this transaction */
+	const char *data_refusal;   /* usage reason of a DATA refusal, "data" when unset */
 	/* AUTH in flight: the stored hash, to cache a success */
 	char *auth_hash;
 	char *auth_password;
@@ -82,6 +86,7 @@ static void session_greet(struct session *s);
 static void auth_done(void *ctx, int ok);
 static void session_auth_finish(struct session *s, int ok);
 static void session_arm(struct session *s, short what);
+static int session_auth_network(struct session *s, const struct store_credential *cred);
 
 /* ---- connections per client address ----------------------------------- */
 
@@ -168,6 +173,7 @@ static void session_free(struct session *s)
 		free(s->auth_password);
 	}
 	free(s->auth_hash);
+	policy_limits_release(d->limits, &s->txn, 0);
 	free(s);
 }
 
@@ -297,6 +303,7 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 	free(s->auth_hash);
 	s->auth_hash = NULL;
 	s->tenant_id = 0;
+	s->credential_id = 0;
 	util_strlcpy(s->auth_user, user, sizeof s->auth_user);
 	if (r == 0) {
 		s->auth_hash = strdup(cred.hash);
@@ -380,6 +387,9 @@ static void session_auth_finish(struct session *s, int ok)
 		}
 		util_strlcpy(s->tenant, t.name, sizeof s->tenant);
 	}
+	if (session_auth_network(s, &cred) < 0)
+		goto out;
+	s->credential_id = cred.id;
 	auth_limiter_success(d->auth_limiter, user);
 	log_info("session=%016llx auth ok client=%s user=\"%s\" tenant=%s",
 		 (unsigned long long)s->id, s->addr, user, s->tenant);
@@ -392,6 +402,135 @@ out:
 	}
 	free(s->auth_hash);
 	s->auth_hash = NULL;
+}
+
+/* The client as the policy sees it. */
+static struct policy_client session_client(const struct session *s)
+{
+	return (struct policy_client){
+	    .tenant_id = s->tenant_id,
+	    .tenant = s->tenant,
+	    .submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
+	    .credential_id = s->credential_id,
+	    .user = s->credential_id ? s->auth_user : NULL,
+	};
+}
+
+static int64_t session_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Count a refusal in the tenant's usage (refused:REASON). */
+static void session_refused(struct session *s, const char *reason)
+{
+	policy_usage_refused(s->d->usage, s->tenant_id, s->credential_id, reason,
+			     util_wall_seconds());
+}
+
+/* After a good password: the login's bound networks (refuse or flag, per
+ * credential_network_mode) and whether its network is new.  A refusal is
+ * the reply a wrong password gets, counted as a failure: the client
+ * learns nothing it could use.  0 go on, -1 decided. */
+static int session_auth_network(struct session *s, const struct store_credential *cred)
+{
+	struct sluiced *d = s->d;
+	char net[STORE_CIDR_MAX + 1];
+	int outside = 0, isnew = 0;
+
+	if (policy_auth_network(d->limits, d->store, cred->tenant_id, cred->id,
+				(const struct sockaddr *)&s->ss, &outside, &isnew, net) < 0) {
+		s->tenant_id = 0;
+		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
+		return -1;
+	}
+	if (isnew)
+		log_warn("session=%016llx auth new-network client=%s user=\"%s\" network=%s",
+			 (unsigned long long)s->id, s->addr, cred->username, net);
+	if (outside && !d->cfg.policy.credential_network_flag) {
+		log_warn("session=%016llx auth refused client=%s user=\"%s\" "
+			 "reason=outside-bound-networks",
+			 (unsigned long long)s->id, s->addr, cred->username);
+		auth_limiter_fail(d->auth_limiter, s->addr, cred->username, util_wall_seconds());
+		s->tenant_id = 0;
+		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
+		return -1;
+	}
+	if (outside)
+		log_warn("session=%016llx auth flagged client=%s user=\"%s\" "
+			 "reason=outside-bound-networks",
+			 (unsigned long long)s->id, s->addr, cred->username);
+	return 0;
+}
+
+/* MAIL, after the sender check: the message rates and SIZE=. */
+static void session_limits_mail(struct session *s, const struct smtp_server_event *ev,
+				struct policy_verdict *v)
+{
+	struct policy_client c = session_client(s);
+	const char *reason = "?";
+
+	policy_limits_mail(s->d->limits, s->d->store, &c, ev->u.mail.size, session_now_us(),
+			   &s->txn, v, &reason);
+	if (v->code / 100 != 2)
+		session_refused(s, reason);
+}
+
+/* RCPT: the suppression list, then the recipient limits and quotas. */
+static void session_rcpt(struct session *s, const struct smtp_server_event *ev)
+{
+	struct policy_client c = session_client(s);
+	struct policy_verdict v;
+	const char *reason = "suppressed";
+	char to[SMTP_PATH_MAX * 2];
+
+	if (policy_check_suppressed(s->d->store, &c, ev->u.rcpt.rcpt, &v) < 0)
+		reason = "store-error";
+	else if (v.code / 100 == 2)
+		policy_limits_rcpt(s->d->limits, s->d->store, &c, session_now_us(), &s->txn, &v,
+				   &reason);
+	else
+		policy_limits_count_refusal(s->d->limits, &c);
+	if (v.code / 100 != 2) {
+		smtp_address_format(ev->u.rcpt.rcpt, to, sizeof to);
+		log_info("session=%016llx rcpt refused client=%s tenant=%s to=<%s> code=%d "
+			 "reason=%s text=\"%s\"",
+			 (unsigned long long)s->id, s->addr, s->tenant, to, v.code, reason, v.text);
+		session_refused(s, reason);
+	}
+	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
+}
+
+/* End of DATA: the size limit of the tenant and login.  0 go on, -1
+ * decided. */
+static int session_limits_data(struct session *s, const struct smtp_server_event *ev)
+{
+	struct policy_client c = session_client(s);
+	struct policy_verdict v;
+	const char *reason = "?";
+
+	policy_limits_data(s->d->limits, s->d->store, &c, ev->u.data.len, &v, &reason);
+	if (v.code / 100 == 2)
+		return 0;
+	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
+		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
+	s->data_refusal = reason;
+	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
+	return -1;
+}
+
+/* After session_data(): a message not on its way to the spool was
+ * refused; its reservations go back. */
+static void session_data_after(struct session *s)
+{
+	if (s->wait != WAIT_NONE)
+		return;
+	session_refused(s, s->data_refusal ? s->data_refusal : "data");
+	s->data_refusal = NULL;
+	policy_limits_release(s->d->limits, &s->txn, 0);
 }
 
 static void session_mail(struct session *s, const struct smtp_server_event *ev)
@@ -410,7 +549,12 @@ static void session_mail(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 530, "5.7.0", "Authentication required");
 		return;
 	}
+	policy_limits_release(s->d->limits, &s->txn, 0); /* RSET, or a refused DATA */
 	policy_check_sender(s->d->store, &c, ev->u.mail.sender, &v);
+	if (v.code / 100 == 2)
+		session_limits_mail(s, ev, &v);
+	else
+		session_refused(s, "sender");
 	if (v.code / 100 != 2) {
 		smtp_address_format(ev->u.mail.sender, from, sizeof from);
 		log_info("session=%016llx mail refused client=%s tenant=%s from=<%s> code=%d "
@@ -530,6 +674,7 @@ static void session_scan_done(void *ctx, const struct scan_verdict *v)
 	util_strlcpy(s->scan_enhanced, v->enhanced, sizeof s->scan_enhanced);
 	util_strlcpy(s->scan_text, v->text, sizeof s->scan_text);
 	session_data(s, &s->scan_ev); /* again, now with the verdict */
+	session_data_after(s);
 	session_run(s);
 }
 
@@ -613,7 +758,8 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		smtp_server_decide(s->smtp, 554, "5.4.6", "Too many Received headers: mail loop");
 		return;
 	}
-	if (session_data_headers(s, ev, from_domain) < 0 || !session_scan(s, ev))
+	if (session_limits_data(s, ev) < 0 || session_data_headers(s, ev, from_domain) < 0 ||
+	    !session_scan(s, ev))
 		return;
 	spool_new_id(d->spool, m.id);
 	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
@@ -679,9 +825,27 @@ nomem:
 	smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary local problem, try again later");
 }
 
+/* The spool's answer: a queued message counts as sent (usage, quotas),
+ * anything else gives its reservations back. */
+static void session_limits_done(struct session *s, int queued)
+{
+	struct sluiced *d = s->d;
+	int64_t now = util_wall_seconds();
+
+	if (!queued) {
+		policy_limits_release(d->limits, &s->txn, 0);
+		return;
+	}
+	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_messages", 1, now);
+	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_recipients",
+			   s->txn.rcpts, now);
+	policy_limits_commit(d->limits, &s->txn);
+}
+
 static void session_spool_finish(struct session *s, int status, const char *id)
 {
 	s->wait = WAIT_NONE;
+	session_limits_done(s, status == 0);
 	if (s->dead) {
 		/* the client left before the reply: the message is queued
 		 * (when status is 0) and the client will likely send it again */
@@ -834,10 +998,11 @@ static void session_run(struct session *s)
 			session_mail(s, &ev);
 			continue;
 		case SMTP_SERVER_RCPT:
-			smtp_server_decide(s->smtp, 250, "2.1.5", "Ok");
+			session_rcpt(s, &ev);
 			continue;
 		case SMTP_SERVER_DATA:
 			session_data(s, &ev);
+			session_data_after(s);
 			if (s->wait != WAIT_NONE) {
 				if (session_flush(s) < 0)
 					session_close(s, "write-error");

@@ -95,6 +95,32 @@ static void listener_accept(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Usage counters to the store, every usage_flush_interval. */
+static void usage_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct sluiced *d = arg;
+
+	(void)fd;
+	(void)what;
+	policy_usage_flush(d->usage, d->store);
+}
+
+/* Delivery thread: count the outcome (no I/O); a hard bounce (5.1.x)
+ * suppresses the recipient for its tenant at the next flush.  Outcomes
+ * of DSNs (null sender) are sluice's, not the tenant's: not counted. */
+static void usage_outcome(void *ctx, const struct deliver_outcome_info *o)
+{
+	static const char *const metric[] = {"delivered", "deferred", "bounced"};
+	struct sluiced *d = ctx;
+	int64_t now = util_wall_seconds();
+
+	if (o->sender[0] == '\0')
+		return;
+	policy_usage_count(d->usage, o->tenant_id, 0, metric[o->outcome], 1, now);
+	if (o->outcome == DELIVER_FAILED && !o->expired && policy_suppress_reply(o->code, o->enhanced))
+		policy_usage_suppress(d->usage, o->tenant_id, o->rcpt, o->reply, now);
+}
+
 static void stop_now(evutil_socket_t sig, short what, void *arg)
 {
 	struct sluiced *d = arg;
@@ -352,6 +378,11 @@ int main(int argc, char **argv)
 		log_fatal("out of memory at start");
 	if (signer_refresh(d.signer, d.store) < 0)
 		log_fatal("cannot load DKIM keys");
+	/* outbound policy: limits and usage counters (policy/limits.c, usage.c) */
+	d.limits = policy_limits_new(d.cfg.policy.limits);
+	d.usage = policy_usage_new();
+	if (d.limits == NULL || d.usage == NULL)
+		log_fatal("out of memory at start");
 
 	if (evthread_use_pthreads() < 0)
 		log_fatal("libevent threads unavailable");
@@ -392,9 +423,14 @@ int main(int argc, char **argv)
 			 (unsigned long long)d.cfg.scan.max_size);
 	}
 
+	d.usage_ev = event_new(d.base, -1, EV_PERSIST, usage_flush, &d);
+	event_add(d.usage_ev,
+		  &(struct timeval){.tv_sec = d.cfg.policy.usage_flush_interval, .tv_usec = 0});
+
 	if (d.cfg.delivery.enabled) {
 		if (deliver_engine_start(&d.cfg, d.spool, &d.deliver, &err) < 0)
 			log_fatal("delivery start failed error=\"%s\"", err ? err : "?");
+		deliver_engine_set_outcome_hook(d.deliver, usage_outcome, &d);
 	} else {
 		log_info("delivery off: messages are queued, not sent");
 	}
@@ -408,6 +444,11 @@ int main(int argc, char **argv)
 	deliver_engine_free(&d.deliver);
 	completions_run(d.done_fd, EV_READ, &d);
 	session_free_all(&d);
+	/* the last counts: the sessions are gone, delivery has stopped */
+	policy_usage_flush(d.usage, d.store);
+	event_free(d.usage_ev);
+	policy_usage_free(&d.usage);
+	policy_limits_free(&d.limits);
 	scan_free(&d.scan); /* after the sessions: they cancel their jobs */
 	auth_pool_free(&d.auth_pool);
 	control_close(&d);

@@ -47,6 +47,25 @@ int deliver_engine_command(struct deliver_engine *e, const char *op, const char 
 			   char *text_r, size_t text_size);
 void deliver_engine_stats(struct deliver_engine *e, struct deliver_stats *stats_r);
 
+/* What became of one recipient after an attempt, for the usage counters
+ * and the suppression list (policy/usage.c). */
+enum deliver_outcome { DELIVER_DELIVERED, DELIVER_DEFERRED, DELIVER_FAILED };
+struct deliver_outcome_info {
+	int64_t tenant_id;
+	const char *sender;    /* "" for a DSN */
+	const char *rcpt;
+	enum deliver_outcome outcome;
+	int code;              /* the reply's (sluice's own for local faults) */
+	const char *enhanced;  /* "" when the reply had none */
+	const char *reply;     /* "550 5.1.1 text" */
+	int expired;           /* failed: only temporary failures, out of time */
+};
+/* Called on the delivery thread for every recipient's outcome; must not
+ * block (no store, no network). */
+typedef void deliver_outcome_fn(void *ctx, const struct deliver_outcome_info *o);
+/* Any thread; outcomes from then on are reported. */
+void deliver_engine_set_outcome_hook(struct deliver_engine *e, deliver_outcome_fn *fn, void *ctx);
+
 /* ---- MX routing (mx.c) ------------------------------------------------------
  *
  * Where mail for a recipient domain goes (RFC 5321 5.1, RFC 7505): the MX

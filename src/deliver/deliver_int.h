@@ -145,6 +145,9 @@ struct deliver_engine {
 	int stopping;
 
 	struct deliver_stats stats;
+	/* the outcome hook (deliver_engine_set_outcome_hook), under mu */
+	deliver_outcome_fn *outcome_fn;
+	void *outcome_ctx;
 };
 
 /* engine.c */

@@ -192,6 +192,43 @@ static void dl_reply_text(char *out, size_t size, const struct smtp_client_reply
 		 rep->text);
 }
 
+void deliver_engine_set_outcome_hook(struct deliver_engine *e, deliver_outcome_fn *fn, void *ctx)
+{
+	pthread_mutex_lock(&e->mu);
+	e->outcome_fn = fn;
+	e->outcome_ctx = ctx;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Tell the hook (if any) what became of recipient r. */
+static void dl_report(struct deliver_engine *e, const struct dl_msg *m, const struct dl_rcpt *r,
+		      const struct smtp_client_reply *rep, int expired)
+{
+	struct deliver_outcome_info o;
+	deliver_outcome_fn *fn;
+	void *ctx;
+
+	pthread_mutex_lock(&e->mu);
+	fn = e->outcome_fn;
+	ctx = e->outcome_ctx;
+	pthread_mutex_unlock(&e->mu);
+	if (fn == NULL)
+		return;
+	o = (struct deliver_outcome_info){
+	    .tenant_id = m->tenant_id,
+	    .sender = m->sender,
+	    .rcpt = r->addr,
+	    .outcome = r->state == SPOOL_RCPT_DELIVERED ? DELIVER_DELIVERED
+		       : r->state == SPOOL_RCPT_FAILED  ? DELIVER_FAILED
+							: DELIVER_DEFERRED,
+	    .code = rep->code,
+	    .enhanced = rep->enhanced,
+	    .reply = r->last_reply ? r->last_reply : "",
+	    .expired = expired,
+	};
+	fn(ctx, &o);
+}
+
 static void dl_count(struct deliver_engine *e, int delivered, int deferred, int failed)
 {
 	pthread_mutex_lock(&e->mu);
@@ -313,6 +350,7 @@ void dl_outcome(struct deliver_engine *e, struct dl_job *j,
 		log_info("queue=%s deliver to=<%s> relay=%s status=%s attempts=%u reply=\"%s\"", m->id,
 			 r->addr, remote ? remote : "none", status, r->attempts,
 			 r->last_reply ? r->last_reply : "");
+		dl_report(e, m, r, &replies[i * stride], verdict[i] == 'x');
 		if (r->state == SPOOL_RCPT_FAILED) {
 			x->expired[x->n] = verdict[i] == 'x';
 			x->idx[x->n] = idx[i];

@@ -252,6 +252,10 @@ bench_sluice_provision() { # tenant "bench", its domain, loopback may relay with
 		"$SLUICE" -c "$conf" tenant add bench --password-stdin >/dev/null
 	"$SLUICE" -c "$conf" domain add bench bench.example --verified >/dev/null
 	"$SLUICE" -c "$conf" network add bench 127.0.0.0/8 >/dev/null
+	# DKIM=off (bench/dkim.sh): no keys, so sluiced relays unsigned
+	if [ "${DKIM:-on}" = off ]; then
+		sqlite3 "$sldir/state/sluice.db" "DELETE FROM dkim_keys" || die "cannot drop the DKIM keys"
+	fi
 }
 
 start_sluiced() { # TAG: fresh log per start; waits for the "ready" line

@@ -594,6 +594,27 @@ int cli_egress_status(struct cli *cli)
 	return CLI_EXIT_OK;
 }
 
+/* The sums the containment score reads: attempts and addresses per tenant. */
+static void cli_egress_per_tenant(const struct egress_status *st)
+{
+	struct egress_tenant_count *counts = NULL;
+	size_t n = 0;
+
+	if (egress_tenant_counts(st->blocked, st->nblocked, &counts, &n) < 0 || n == 0) {
+		free(counts);
+		return;
+	}
+	printf("\n%-40s %10s  %s\n", "TENANT", "ATTEMPTS", "ADDRESSES");
+	for (size_t i = 0; i < n; i++) {
+		const char *name = "?";
+		for (size_t j = 0; j < st->nblocked; j++)
+			if (st->blocked[j].tenant_id == counts[i].tenant_id)
+				name = st->blocked[j].tenant;
+		printf("%-40s %10" PRIu64 "  %zu\n", name, counts[i].attempts, counts[i].sources);
+	}
+	free(counts);
+}
+
 int cli_egress_blocked(struct cli *cli)
 {
 	struct egress_status st;
@@ -627,6 +648,7 @@ int cli_egress_blocked(struct cli *cli)
 	for (size_t i = 0; i < st.nblocked; i++)
 		printf("%-40s %10" PRIu64 "  %s\n", st.blocked[i].addr, st.blocked[i].packets,
 		       st.blocked[i].tenant_id ? st.blocked[i].tenant : "-");
+	cli_egress_per_tenant(&st);
 	egress_status_free(&st);
 	return CLI_EXIT_OK;
 }

@@ -158,5 +158,11 @@ struct egress_tenant_count {
  * (free()), most attempts first.  0 or -1 (out of memory). */
 int egress_tenant_counts(const struct egress_source *src, size_t n,
                          struct egress_tenant_count **list_r, size_t *n_r);
+/* All of it at once, for the containment score: the kernel's blocked
+ * sources now (nft.c; CAP_NET_ADMIN in the gateway's namespace), named by
+ * owners (the store's networks), counted per tenant.  The table not
+ * loaded: an empty list.  0 or -1 with *err_r. */
+int egress_blocked_tenants(const struct egress_owner *owners, size_t nowners,
+                           struct egress_tenant_count **list_r, size_t *n_r, char **err_r);
 
 #endif

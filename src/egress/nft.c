@@ -100,3 +100,29 @@ int egress_nft_list_text(char **text_r, char **err_r)
 {
 	return egress_nft_list_as(0, text_r, err_r);
 }
+
+int egress_blocked_tenants(const struct egress_owner *owners, size_t nowners,
+                           struct egress_tenant_count **list_r, size_t *n_r, char **err_r)
+{
+	struct egress_status st;
+	char *json = NULL;
+	int rc;
+
+	*list_r = NULL;
+	*n_r = 0;
+	rc = egress_nft_list(&json, err_r);
+	if (rc == 1)
+		return 0;
+	if (rc < 0)
+		return -1;
+	rc = egress_status_parse(json, strlen(json), util_wall_seconds(), &st, err_r);
+	free(json);
+	if (rc < 0)
+		return -1;
+	egress_sources_name(st.blocked, st.nblocked, owners, nowners);
+	rc = egress_tenant_counts(st.blocked, st.nblocked, list_r, n_r);
+	egress_status_free(&st);
+	if (rc < 0)
+		return egress_seterr(err_r, "egress: out of memory");
+	return 0;
+}

@@ -293,8 +293,15 @@ def test_counters_name_the_customer(net):
     text = net.cli_gw("egress", "blocked").stdout.decode()
     assert any(line.split()[:1] == [CUST2] and line.split()[-1] == "beta"
                for line in text.splitlines()), text
+    # the per-tenant sums (what the containment score reads)
+    sums = text.split("\nTENANT ", 1)[1].splitlines()[1:]
+    assert f"beta {before + 3} 1" in [" ".join(line.split()) for line in sums], text
     st = json.loads(net.cli_gw("egress", "status", "--json").stdout)
     assert st["loaded"] is True and st["rejected_packets"] >= 3
+    text = net.cli_gw("egress", "status").stdout.decode()
+    assert text.startswith("table inet sluice loaded\n"), text
+    assert "chain port25 {" in text and "counter packets" in text and "reject with tcp reset" in text
+    assert f"{CUST2} counter packets {before + 3} " in text, text
     assert st["customer_networks"] == 1 and st["relay_addresses"] == 1
     # an apply keeps the counts (the table is replaced, the counts carried)
     net.cli_gw("egress", "apply")

@@ -176,6 +176,20 @@ static void dl_conn_targets_ready(struct dl_conn *c)
 	dl_conn_next_target(c);
 }
 
+/* Distinct host names among the targets (a host has one per address). */
+static uint32_t dl_count_hosts(const struct dl_target *t, size_t n)
+{
+	uint32_t hosts = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < i && strcmp(t[k].host, t[i].host) != 0)
+			k++;
+		hosts += k == i;
+	}
+	return hosts;
+}
+
 static void dl_conn_resolved(void *ctx, const struct dl_resolution *r)
 {
 	struct dl_conn *c = ctx;
@@ -203,6 +217,7 @@ static void dl_conn_resolved(void *ctx, const struct dl_resolution *r)
 		memcpy(c->targets, r->targets, r->ntargets * sizeof *c->targets);
 		c->ntargets = r->ntargets;
 	}
+	sched_dest_hosts(c->e->sched, c->dest, dl_count_hosts(c->targets, c->ntargets));
 	dl_conn_targets_ready(c);
 }
 
@@ -381,9 +396,13 @@ static void dl_conn_connected(struct dl_conn *c)
 static int dl_conn_load(struct dl_conn *c, struct dl_job *j)
 {
 	struct spool_message sm;
-	int r = spool_load(c->e->spool, j->m->id, &sm);
 	unsigned received = 0;
+	int r = 0;
 
+	memset(&sm, 0, sizeof sm);
+	dl_msg_take_data(c->e, j->m, &j->data, &j->len);
+	if (j->data == NULL)
+		r = spool_load(c->e->spool, j->m->id, &sm);
 	if (r != 0) {
 		struct smtp_client_reply f = {.code = 451, .local = 1};
 		util_strlcpy(f.enhanced, "4.3.0", sizeof f.enhanced);
@@ -394,10 +413,12 @@ static int dl_conn_load(struct dl_conn *c, struct dl_job *j)
 		dl_outcome(c->e, j, &f, 0, NULL);
 		return -1;
 	}
-	j->data = sm.data;
-	j->len = sm.len;
-	sm.data = NULL;
-	spool_message_free(&sm);
+	if (j->data == NULL) {
+		j->data = sm.data;
+		j->len = sm.len;
+		sm.data = NULL;
+		spool_message_free(&sm);
+	}
 	/* RFC 5321 6.3: too many Received headers is a loop */
 	for (size_t i = 0; i + 9 <= j->len; i++) {
 		if ((i == 0 || j->data[i - 1] == '\n') && util_strncasecmp(j->data + i, "received:", 9) == 0)

@@ -51,6 +51,10 @@ struct dl_msg {
 	struct dl_rcpt *rcpts;
 	size_t nrcpts;
 	unsigned busy;  /* jobs on connections, DSNs being written */
+	/* the message as read when it was queued, kept for its first job so
+	 * that the spool file is not read twice (NULL: read it then) */
+	char *data;
+	size_t len;
 	int held;
 	int gone;       /* deleted: free once not busy */
 };
@@ -128,6 +132,7 @@ struct deliver_engine {
 
 	struct dl_msg **msgs;
 	size_t nbuckets, nmsgs;
+	size_t cached_bytes; /* sum of the messages' kept data */
 	struct sched *sched;
 	struct event *timer;   /* the scheduler's next wake time */
 	int64_t timer_at;
@@ -152,6 +157,8 @@ struct deliver_engine {
 
 /* engine.c */
 struct dl_msg *dl_msg_find(struct deliver_engine *e, const char *id);
+/* The message's kept data, handed to a job (*data_r NULL: none kept). */
+void dl_msg_take_data(struct deliver_engine *e, struct dl_msg *m, char **data_r, size_t *len_r);
 /* Free the message when nothing is pending (or it is gone) and not busy. */
 void dl_msg_release(struct deliver_engine *e, struct dl_msg *m);
 /* Queue the message's pending idle recipients with the scheduler;

@@ -24,6 +24,10 @@
 #include <time.h>
 
 #define DL_BUCKETS 4096
+/* Messages read when queued are kept for their first job up to these
+ * sizes; past them the job reads the spool file again. */
+#define DL_KEEP_MSG_MAX (1u << 20)
+#define DL_KEEP_TOTAL_MAX (64u << 20)
 
 static uint64_t dl_hash(const char *s)
 {
@@ -69,7 +73,18 @@ static void dl_msg_free(struct dl_msg *m)
 	}
 	free(m->rcpts);
 	free(m->sender);
+	free(m->data);
 	free(m);
+}
+
+void dl_msg_take_data(struct deliver_engine *e, struct dl_msg *m, char **data_r, size_t *len_r)
+{
+	*data_r = m->data;
+	*len_r = m->len;
+	if (m->data != NULL)
+		e->cached_bytes -= m->len;
+	m->data = NULL;
+	m->len = 0;
 }
 
 /* Drop the message when nothing is pending and no job holds it. */
@@ -84,10 +99,15 @@ void dl_msg_release(struct deliver_engine *e, struct dl_msg *m)
 	if (pending && !m->gone)
 		return;
 	dl_msg_unlink(e, m);
+	if (m->data != NULL)
+		e->cached_bytes -= m->len;
 	dl_msg_free(m);
 }
 
-static int dl_msg_add(struct deliver_engine *e, const struct spool_message *sm)
+/* Know the message and queue its pending recipients; sm->data, when
+ * set and small enough, is kept for the first job (and sm->data set to
+ * NULL).  0 ok (or known already), -1 out of memory. */
+static int dl_msg_add(struct deliver_engine *e, struct spool_message *sm)
 {
 	struct dl_msg *m;
 	size_t b;
@@ -121,6 +141,14 @@ static int dl_msg_add(struct deliver_engine *e, const struct spool_message *sm)
 	m->hnext = e->msgs[b];
 	e->msgs[b] = m;
 	e->nmsgs++;
+	if (sm->data != NULL && sm->len <= DL_KEEP_MSG_MAX &&
+	    e->cached_bytes + sm->len <= DL_KEEP_TOTAL_MAX) {
+		m->data = sm->data;
+		m->len = sm->len;
+		e->cached_bytes += sm->len;
+		sm->data = NULL;
+		sm->len = 0;
+	}
 	dl_msg_schedule(e, m, 0);
 	return 0;
 fail:
@@ -345,8 +373,11 @@ void dl_engine_wake(struct deliver_engine *e)
 static int dl_load_one(void *ctx, const struct spool_message *m)
 {
 	struct deliver_engine *e = ctx;
+	struct spool_message env = *m;
 
-	if (dl_msg_add(e, m) < 0)
+	env.data = NULL; /* the whole queue at start: envelopes only */
+	env.len = 0;
+	if (dl_msg_add(e, &env) < 0)
 		log_err("queue=%s deliver cannot load: out of memory", m->id);
 	return 0;
 }
@@ -376,9 +407,6 @@ static void dl_wake_run(evutil_socket_t fd, short what, void *arg)
 		struct spool_message m;
 		int r = spool_load(e->spool, ids[i], &m);
 		if (r == 0) {
-			free(m.data); /* the envelope is enough until a job runs */
-			m.data = NULL;
-			m.len = 0;
 			if (dl_msg_add(e, &m) < 0)
 				log_err("queue=%s deliver cannot load: out of memory", ids[i]);
 			spool_message_free(&m);
@@ -585,11 +613,12 @@ int deliver_engine_start(const struct sluice_config *cfg, struct spool *spool,
 		sc.limits.rate_per_minute = e->dc->dest_rate;
 		sc.max_conns_total = e->dc->max_connections;
 		sc.seed = arc4random();
-		/* Every target of a route is the route's one host, so a route
-		 * never has more than host_concurrency connections at once: a
-		 * connection past that finds its host at the cap and its job
-		 * waits a second (conn.c).  Cap the route's destination there,
-		 * so its jobs wait for a connection that comes free instead. */
+		/* A destination opens at most its hosts' worth of connections
+		 * (sched_dest_hosts, told at each resolution: conn.c); a
+		 * connection past that would find its host full and its job
+		 * wait a second.  A route has one host, known before any
+		 * resolution: capped from the start, so its first burst does
+		 * not overshoot either. */
 		if (sc.limits.max_conns_per_host != 0 &&
 		    (sc.limits.max_conns == 0 || sc.limits.max_conns > sc.limits.max_conns_per_host)) {
 			for (size_t i = 0; i < e->dc->nroutes; i++) {

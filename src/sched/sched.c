@@ -204,9 +204,16 @@ void sched_free(struct sched **sp)
 
 /* ---- destinations --------------------------------------------------------- */
 
+/* At its cap: max_conns, or every host it has at max_conns_per_host (a
+ * connection past that would only find its host full). */
 static int sched_dest_capped(const struct sched_dest *d)
 {
-	return d->lim.max_conns != 0 && d->conns >= d->lim.max_conns;
+	uint64_t cap = d->lim.max_conns != 0 ? d->lim.max_conns : UINT64_MAX;
+
+	if (d->nhosts != 0 && d->lim.max_conns_per_host != 0 &&
+	    (uint64_t)d->nhosts * d->lim.max_conns_per_host < cap)
+		cap = (uint64_t)d->nhosts * d->lim.max_conns_per_host;
+	return d->conns >= cap;
 }
 
 /* Recompute d's place in the ready heap.  served: d just started a job,
@@ -551,6 +558,16 @@ int sched_next_on(struct sched *s, struct sched_conn *c, int64_t now_ms, struct 
 	sched_dest_update(s, d, 1, now_ms);
 	*wake_r = now_ms;
 	return 1;
+}
+
+void sched_dest_hosts(struct sched *s, const char *dest, uint32_t nhosts)
+{
+	struct sched_dest *d = sched_dest_get(s, dest, 0);
+
+	if (d == NULL || d->nhosts == nhosts)
+		return;
+	d->nhosts = nhosts;
+	sched_dest_update(s, d, 0, 0);
 }
 
 int sched_slot_wanted(const struct sched *s, int64_t now_ms)

@@ -176,6 +176,10 @@ int sched_next(struct sched *s, int64_t now_ms, struct sched_job **job_r,
  * before *wake_r, or max_msgs_per_conn reached (*wake_r = SCHED_NEVER). */
 int sched_next_on(struct sched *s, struct sched_conn *conn, int64_t now_ms,
                   struct sched_job **job_r, int64_t *wake_r);
+/* dest resolved to nhosts distinct MX hosts (0: unknown): it opens at
+ * most nhosts * max_conns_per_host connections at once, since more would
+ * only find their host full.  An unknown dest is ignored. */
+void sched_dest_hosts(struct sched *s, const char *dest, uint32_t nhosts);
 /* 1 when a destination has a job ready at now_ms that only the cap on
  * connections in all (max_conns_total) keeps from starting: the caller
  * may close an idle connection to make room. */

@@ -68,6 +68,7 @@ struct sched_dest {
 	struct sched_gcra gcra;
 	struct sched_heap jobs; /* queued, by next_ms then seq */
 	int64_t hold_until;
+	uint32_t nhosts; /* distinct MX hosts it last resolved to; 0 unknown */
 	unsigned conns;
 	size_t out; /* jobs handed out */
 	/* in sched.ready */

@@ -5,6 +5,7 @@
 #include "util/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,25 @@
 static const char *log_ident = "sluice";
 static int log_use_syslog;
 static enum log_level log_min_level = LOG_LEVEL_INFO;
+/* getpid() is a system call: once per process, not once per line */
+static pid_t log_pid;
+
+static void log_pid_reset(void)
+{
+	log_pid = getpid();
+}
+
+static void log_register_atfork(void)
+{
+	(void)pthread_atfork(NULL, NULL, log_pid_reset);
+}
 
 void log_init(const char *ident, int use_syslog, enum log_level min_level)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	(void)pthread_once(&once, log_register_atfork);
+	log_pid_reset();
 	log_ident = ident;
 	log_use_syslog = use_syslog;
 	log_min_level = min_level;
@@ -50,7 +67,8 @@ static void log_emit(enum log_level level, const char *fmt, va_list ap)
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
 		n = snprintf(out, sizeof out, "%s.%03ldZ %s[%d]: level=%s %s\n", when,
-			     ts.tv_nsec / 1000000, log_ident, (int)getpid(), names[level], line);
+			     ts.tv_nsec / 1000000, log_ident, (int)(log_pid ? log_pid : getpid()),
+			     names[level], line);
 		if (n > (int)sizeof out - 1) {
 			n = (int)sizeof out - 1;
 			out[n - 1] = '\n';

@@ -596,6 +596,49 @@ static void test_conn_caps(void **state)
 	sched_free(&s);
 }
 
+/* A destination resolved to n hosts opens at most n * max_conns_per_host
+ * connections, below max_conns. */
+static void test_dest_hosts(void **state)
+{
+	struct sched_limits lim;
+	struct sched *s;
+	struct sched_job *j[8];
+	struct sched_conn *c[8];
+	int64_t wake;
+	int i;
+
+	(void)state;
+	sched_limits_default(&lim);
+	lim.max_conns = 6;
+	lim.max_conns_per_host = 2;
+	s = new_sched(&lim, 0);
+	add_jobs(s, "a.example", 10);
+	sched_dest_hosts(s, "unknown.example", 1); /* ignored */
+	assert_int_equal(sched_next(s, T0, &j[0], &c[0], &wake), 1);
+	sched_dest_hosts(s, "a.example", 1);
+	assert_int_equal(sched_next(s, T0, &j[1], &c[1], &wake), 1);
+	assert_int_equal(sched_next(s, T0, &j[2], &c[2], &wake), 0); /* 1 host x 2 */
+	assert_int_equal(wake, SCHED_NEVER);
+	sched_dest_hosts(s, "a.example", 2);
+	for (i = 2; i < 4; i++)
+		assert_int_equal(sched_next(s, T0, &j[i], &c[i], &wake), 1);
+	assert_int_equal(sched_next(s, T0, &j[4], &c[4], &wake), 0);
+	sched_dest_hosts(s, "a.example", 5); /* 10 > max_conns: 6 */
+	for (i = 4; i < 6; i++)
+		assert_int_equal(sched_next(s, T0, &j[i], &c[i], &wake), 1);
+	assert_int_equal(sched_next(s, T0, &j[6], &c[6], &wake), 0);
+	sched_dest_hosts(s, "a.example", 1); /* fewer hosts now: no new ones */
+	sched_conn_close(s, &c[0]);
+	assert_int_equal(sched_next(s, T0, &j[6], &c[6], &wake), 0);
+	for (i = 1; i < 6; i++)
+		sched_conn_close(s, &c[i]);
+	assert_int_equal(sched_next(s, T0, &j[6], &c[6], &wake), 1);
+	sched_conn_close(s, &c[6]);
+	for (i = 0; i < 7; i++)
+		sched_job_done(s, &j[i]);
+	sched_free(&s);
+}
+
 /* One connection carries up to max_msgs_per_conn jobs of its destination. */
 static void test_conn_reuse(void **state)
 {
@@ -1065,6 +1108,7 @@ int main(void)
 	    cmocka_unit_test(test_ordering),
 	    cmocka_unit_test(test_conn_caps),
 	    cmocka_unit_test(test_conn_reuse),
+	    cmocka_unit_test(test_dest_hosts),
 	    cmocka_unit_test(test_per_dest_limits),
 	    cmocka_unit_test(test_gcra),
 	    cmocka_unit_test(test_rate_smooth),

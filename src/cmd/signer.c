@@ -25,7 +25,8 @@ struct signer_domain {
 struct signer {
 	struct signer_domain *domains;
 	size_t n;
-	int64_t generation;
+	int64_t generation; /* the store's: anything changed */
+	uint64_t version;   /* the keys': they changed */
 	int loaded;
 	char used[2 * (STORE_SELECTOR_MAX + 1)];
 };
@@ -65,9 +66,21 @@ int signer_refresh(struct signer *s, struct store *st)
 	size_t n = 0, k = 0, keys = 0;
 	char *err = NULL;
 	int64_t gen = store_generation(st);
+	uint64_t version = 0;
 
 	if (s->loaded && gen == s->generation)
 		return 0;
+	/* most store changes (usage, tenants) leave the keys alone: parse
+	 * them again only when their table changed */
+	if (store_dkim_version(st, &version, &err) < 0) {
+		log_err("dkim keys version failed error=\"%s\"", err ? err : "?");
+		free(err);
+		return -1;
+	}
+	if (s->loaded && version == s->version) {
+		s->generation = gen;
+		return 0;
+	}
 	if (store_dkim_list(st, NULL, &rows, &n, &err) != 0) {
 		log_err("dkim keys reload failed error=\"%s\"", err ? err : "?");
 		free(err);
@@ -107,6 +120,7 @@ int signer_refresh(struct signer *s, struct store *st)
 	s->domains = list;
 	s->n = k;
 	s->generation = gen;
+	s->version = version;
 	s->loaded = 1;
 	log_info("dkim keys loaded domains=%zu keys=%zu", k, keys);
 	return 0;

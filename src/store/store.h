@@ -142,6 +142,9 @@ int store_dkim_set_state(struct store *st, const char *domain, const char *selec
 			 int64_t when, char **err_r);
 /* Forget a retired key's private half (its record may leave DNS). */
 int store_dkim_wipe(struct store *st, const char *domain, const char *selector, char **err_r);
+/* A number that changes when any key is added, removed, changes state or
+ * is wiped (a digest of the table's counts and dates): a cheap "reload?". */
+int store_dkim_version(struct store *st, uint64_t *version_r, char **err_r);
 
 /* ---- egress exceptions, requests and their audit log (store_egress.c) ---- */
 

@@ -40,6 +40,13 @@ static const char sql_key_state[] =
 static const char sql_key_wipe[] =
     "UPDATE dkim_keys SET private_pem = '' WHERE domain = ?1 AND selector = ?2 AND state = 2";
 
+/* What changes whenever a key is added, removed (with its domain), moves
+ * state or is wiped: sluiced compares it before parsing keys again. */
+static const char sql_key_version[] =
+    "SELECT count(*), coalesce(max(id), 0), coalesce(sum(state), 0),"
+    " coalesce(max(activated), 0), coalesce(max(retired), 0),"
+    " coalesce(sum(length(private_pem)), 0) FROM dkim_keys";
+
 static int store_row_dkim(sqlite3_stmt *s, void *item)
 {
 	struct store_dkim_key *k = item;
@@ -212,4 +219,26 @@ int store_dkim_wipe(struct store *st, const char *domain, const char *selector, 
 		return STORE_NOTFOUND;
 	}
 	return rc < 0 ? -1 : 0;
+}
+
+static int store_row_version(sqlite3_stmt *s, void *item)
+{
+	uint64_t v = 1469598103934665603ULL;
+
+	for (int i = 0; i < 6; i++)
+		v = (v ^ (uint64_t)sqlite3_column_int64(s, i)) * 1099511628211ULL;
+	*(uint64_t *)item = v;
+	return 0;
+}
+
+int store_dkim_version(struct store *st, uint64_t *version_r, char **err_r)
+{
+	sqlite3_stmt *s = store_sql_stmt(st, sql_key_version, err_r);
+
+	if (s == NULL)
+		return -1;
+	return store_get_one(st, s, store_row_version, version_r, "reading the DKIM key version",
+	                     err_r) == 0
+	           ? 0
+	           : -1;
 }

@@ -185,6 +185,33 @@ static void test_keys(void **state)
 	free(list);
 }
 
+/* The keys' version moves with the keys, not with other tables. */
+static void test_version(void **state)
+{
+	struct fixture *f = *state;
+	struct store_dkim_key k;
+	uint64_t v0, v1, v2;
+	char *err = NULL;
+
+	open_store(f);
+	assert_int_equal(store_dkim_version(f->st, &v0, &err), 0);
+	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 1, &err), 0);
+	assert_int_equal(store_tenant_add(f->st, "beta", NULL, &err), 0);
+	assert_int_equal(store_dkim_version(f->st, &v1, &err), 0);
+	assert_true(v0 == v1);
+	k = key("acme.example", "s1r", STORE_DKIM_RSA, STORE_DKIM_PENDING);
+	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_version(f->st, &v2, &err), 0);
+	assert_true(v2 != v1);
+	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_ACTIVE, 5000,
+					      &err), 0);
+	assert_int_equal(store_dkim_version(f->st, &v1, &err), 0);
+	assert_true(v2 != v1);
+	assert_int_equal(store_domain_remove(f->st, f->tenant, "acme.example", &err), 0);
+	assert_int_equal(store_dkim_version(f->st, &v2, &err), 0);
+	assert_true(v2 != v1 && v2 == v0);
+}
+
 /* A file made by the version-1 schema (before DKIM) opens, migrates, and
  * keeps its domains. */
 static void test_migrates_v1(void **state)
@@ -231,6 +258,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
 	};
 

@@ -145,10 +145,13 @@ int cli_egress_requests(struct cli *cli);
 int cli_egress_approve(struct cli *cli);
 int cli_egress_deny(struct cli *cli);
 int cli_egress_audit(struct cli *cli);
-/* libnftables with root's rights kept (see cli_egress.c): start it before
- * the store is opened (cli_state_prepare may drop root). */
+/* cli_nft.c: libnftables with root's rights kept; start it before the
+ * store is opened (cli_state_prepare may drop root).  cli_nft_run: rc 0,
+ * 1 (no table, listing), -1; *out_r (malloc'd) the output or the error. */
+enum cli_nft_op { CLI_NFT_APPLY = 'A', CLI_NFT_JSON = 'J', CLI_NFT_TEXT = 'T' };
 struct cli_nft;
 int cli_nft_start(struct cli_nft **nft_r);
+int cli_nft_run(struct cli_nft *nft, int op, const char *text, char **out_r);
 void cli_nft_stop(struct cli_nft **nft);
 /* After a tenant is suspended: revoke its egress exceptions, reload the
  * table through nft (NULL: egress_apply is off, only say so). */

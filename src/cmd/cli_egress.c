@@ -10,10 +10,8 @@
  * Privileges: as root, cli_state_prepare() becomes the owner of the
  * store's folder before the store is opened, and netlink then refuses to
  * change the ruleset.  So a command that loads or lists the table starts
- * an nft helper first (cli_nft_start): a child forked while still root,
- * which only runs libnftables for the parent over a socketpair and exits
- * when the parent closes it.  Not root: libnftables runs in-process (in
- * a network namespace of one's own, say).
+ * an nft helper first (cli_nft.c): a child forked while still root,
+ * which only runs libnftables for the parent.
  */
 #include "cmd/cli.h"
 #include "egress/egress.h"
@@ -21,203 +19,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define CLI_EGRESS_MAX_DURATION (10LL * 365 * 86400)
-#define CLI_EGRESS_REQUEST_MAX (64u * 1024 * 1024) /* a rendered table, at most */
 #define CLI_EGRESS_AUDIT_ROWS 200
-
-/* ---- the nft helper ---------------------------------------------------------- */
-
-enum cli_nft_op { CLI_NFT_APPLY = 'A', CLI_NFT_JSON = 'J', CLI_NFT_TEXT = 'T' };
-
-struct cli_nft {
-	pid_t pid; /* 0: in-process */
-	int fd;
-};
-
-static int cli_nft_write(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int cli_nft_read(int fd, void *p, size_t n)
-{
-	char *c = p;
-
-	while (n > 0) {
-		ssize_t r = read(fd, c, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		c += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* One message: a 4-byte length and the bytes; *data_r malloc'd and
- * NUL-terminated. */
-static int cli_nft_read_blob(int fd, char **data_r, uint32_t max)
-{
-	uint32_t len;
-	char *d;
-
-	*data_r = NULL;
-	if (cli_nft_read(fd, &len, sizeof len) < 0 || len > max)
-		return -1;
-	if ((d = malloc((size_t)len + 1)) == NULL)
-		return -1;
-	if (cli_nft_read(fd, d, len) < 0) {
-		free(d);
-		return -1;
-	}
-	d[len] = '\0';
-	*data_r = d;
-	return 0;
-}
-
-static int cli_nft_write_blob(int fd, const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	uint32_t len = (uint32_t)n;
-
-	if (n > UINT32_MAX)
-		return -1;
-	return cli_nft_write(fd, &len, sizeof len) < 0 || cli_nft_write(fd, s, n) < 0 ? -1 : 0;
-}
-
-/* libnftables for op: rc 0 / 1 (no table) / -1, *out_r the output or the
- * error text. */
-static int cli_nft_local(int op, const char *text, char **out_r)
-{
-	char *err = NULL;
-	int rc;
-
-	*out_r = NULL;
-	if (op == CLI_NFT_APPLY)
-		rc = egress_nft_apply(text, &err);
-	else if (op == CLI_NFT_JSON)
-		rc = egress_nft_list(out_r, &err);
-	else
-		rc = egress_nft_list_text(out_r, &err);
-	if (rc < 0) {
-		free(*out_r);
-		*out_r = err;
-	} else {
-		free(err);
-	}
-	return rc;
-}
-
-/* The child: answer requests until the parent closes its end. */
-static void cli_nft_serve(int fd)
-{
-	char op, *text, *out;
-	int32_t rc;
-
-	for (;;) {
-		if (cli_nft_read(fd, &op, 1) < 0)
-			break;
-		if (cli_nft_read_blob(fd, &text, CLI_EGRESS_REQUEST_MAX) < 0)
-			break;
-		rc = cli_nft_local(op, text, &out);
-		free(text);
-		if (cli_nft_write(fd, &rc, sizeof rc) < 0 || cli_nft_write_blob(fd, out) < 0) {
-			free(out);
-			break;
-		}
-		free(out);
-	}
-	close(fd);
-}
-
-int cli_nft_start(struct cli_nft **nft_r)
-{
-	struct cli_nft *nft = calloc(1, sizeof *nft);
-	int sv[2];
-
-	*nft_r = NULL;
-	if (nft == NULL)
-		return cli_error("out of memory");
-	nft->fd = -1;
-	if (geteuid() == 0) {
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-			free(nft);
-			return cli_error("socketpair: %s", strerror(errno));
-		}
-		fflush(NULL);
-		nft->pid = fork();
-		if (nft->pid < 0) {
-			close(sv[0]);
-			close(sv[1]);
-			free(nft);
-			return cli_error("fork: %s", strerror(errno));
-		}
-		if (nft->pid == 0) {
-			close(sv[0]);
-			cli_nft_serve(sv[1]);
-			_exit(0);
-		}
-		close(sv[1]);
-		nft->fd = sv[0];
-	}
-	*nft_r = nft;
-	return 0;
-}
-
-void cli_nft_stop(struct cli_nft **nft_p)
-{
-	struct cli_nft *nft = *nft_p;
-	int status;
-
-	if (nft == NULL)
-		return;
-	*nft_p = NULL;
-	if (nft->pid > 0) {
-		close(nft->fd);
-		while (waitpid(nft->pid, &status, 0) < 0 && errno == EINTR)
-			;
-	}
-	free(nft);
-}
-
-/* Run op through the helper (or here); as cli_nft_local. */
-static int cli_nft_run(struct cli_nft *nft, int op, const char *text, char **out_r)
-{
-	char c = (char)op;
-	int32_t rc;
-
-	if (nft->pid == 0)
-		return cli_nft_local(op, text ? text : "", out_r);
-	*out_r = NULL;
-	if (cli_nft_write(nft->fd, &c, 1) < 0 || cli_nft_write_blob(nft->fd, text) < 0 ||
-	    cli_nft_read(nft->fd, &rc, sizeof rc) < 0 ||
-	    cli_nft_read_blob(nft->fd, out_r, EGRESS_JSON_MAX) < 0) {
-		free(*out_r);
-		*out_r = strdup("nft helper: lost (it crashed?)");
-		return -1;
-	}
-	return rc;
-}
 
 /* ---- the model ---------------------------------------------------------------- */
 
@@ -353,8 +161,10 @@ static int cli_egress_load(struct cli *cli, struct cli_nft *nft, int quiet)
 	char *text = NULL, *out = NULL;
 	int rc;
 
-	if ((rc = cli_egress_read(nft, &old)) != 0)
-		return rc;
+	/* the counts are worth keeping, not worth failing the apply for */
+	if (cli_egress_read(nft, &old) != 0)
+		fprintf(stderr, "sluice: warning: the blocked counts of the table in force "
+		                "are not carried over\n");
 	rc = cli_egress_render_text(cli, &old, &text);
 	egress_status_free(&old);
 	if (rc != 0)

@@ -87,6 +87,16 @@ static void egress_set(struct egress_text *b, const char *name, int family, cons
 	egress_puts(b, "\t}\n");
 }
 
+/* [A-Za-z0-9._-]{1,64}, as store_check_name() allows */
+static int egress_name_ok(const char *s)
+{
+	size_t n = strnlen(s, EGRESS_TENANT_MAX + 1);
+
+	if (n == 0 || n > EGRESS_TENANT_MAX)
+		return 0;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
 /* An exception in force, parsed, to check overlaps. */
 struct egress_live {
 	const struct egress_exception *e;
@@ -110,7 +120,10 @@ static void egress_exception_set(struct egress_text *b, int family, const struct
 		egress_puts(b, text);
 		if (e->expires != 0)
 			egress_printf(b, " timeout %" PRId64 "s", e->expires - now);
-		egress_printf(b, " comment \"exception %" PRId64 " tenant %s\"", e->id, e->tenant);
+		/* the comment is nft syntax: only a name of the store's
+		 * alphabet goes in, whatever a hand-edited row holds */
+		egress_printf(b, " comment \"exception %" PRId64 " tenant %s\"", e->id,
+		              egress_name_ok(e->tenant) ? e->tenant : "?");
 	}
 	if (k > 0)
 		egress_puts(b, " }\n");

@@ -154,7 +154,11 @@ static int egress_set_read(struct egress_parse *ps, json_t *set, char **err_r)
 			x = &st->exceptions[st->nexceptions++];
 			memset(x, 0, sizeof *x);
 			memcpy(x->cidr, text, sizeof x->cidr);
-			x->expires = el.expires ? ps->now + (int64_t)(el.expires % INT32_MAX) : 0;
+			/* the kernel's value, bounded to ~100 years before adding */
+			x->expires = el.expires ? ps->now + (int64_t)(el.expires < 3153600000u
+			                                                  ? el.expires
+			                                                  : 3153600000u)
+			                        : 0;
 			egress_comment_read(el.comment, x);
 		} else {
 			struct egress_source *s;

@@ -170,6 +170,17 @@ static void test_render_table(void **state)
 	free(warn);
 	free(t);
 
+	/* a row edited by hand cannot put nft syntax into the comment */
+	const struct egress_exception evil[] = {
+	    {.id = 9, .tenant = "x\" ; flush ruleset ; \"", .cidr = "198.18.1.7/32"},
+	};
+	m.exceptions = evil;
+	m.nexceptions = 1;
+	t = render(&m, NULL, 0);
+	assert_non_null(strstr(t, "198.18.1.7/32 comment \"exception 9 tenant ?\""));
+	assert_null(strstr(t, "flush"));
+	free(t);
+
 	m.log_rate = 0;
 	m.nexceptions = 0;
 	m.ncarry = 0;

@@ -40,9 +40,11 @@ enum cli_flag {
 	CLI_FLAG_REASON = 1 << 8,  /* --reason TEXT: cli->opt_reason (egress) */
 	CLI_FLAG_EXPIRES = 1 << 9, /* --expires DURATION: cli->opt_expires (egress) */
 	CLI_FLAG_ALL = 1 << 10,    /* --all: revoked, expired, decided rows too */
+	CLI_FLAG_LOGIN = 1 << 11,  /* --login USER: cli->opt_login (limit) */
+	CLI_FLAG_SINCE = 1 << 12,  /* --since WHEN: cli->opt_since (tenant usage) */
 };
 
-#define CLI_MAX_ARGS 2
+#define CLI_MAX_ARGS 16 /* limit set TENANT KEY=VALUE..., credential bind USER CIDR... */
 #define CLI_PASSWORD_LEN 20 /* generated passwords */
 #define CLI_TIME_MAX 32     /* "2026-11-23T19:30:00Z" and its NUL */
 
@@ -59,6 +61,8 @@ struct cli {
 	const char *opt_tenant;  /* --tenant */
 	const char *opt_reason;  /* --reason */
 	const char *opt_expires; /* --expires */
+	const char *opt_login;   /* --login */
+	const char *opt_since;   /* --since */
 };
 
 /* ---- sluice.c: helpers every command uses ------------------------------- */
@@ -156,5 +160,16 @@ void cli_nft_stop(struct cli_nft **nft);
 /* After a tenant is suspended: revoke its egress exceptions, reload the
  * table through nft (NULL: egress_apply is off, only say so). */
 int cli_egress_tenant_suspended(struct cli *cli, const char *tenant, struct cli_nft *nft);
+
+/* cli_policy.c: limits, usage, suppression list, bound networks (issue 4) */
+int cli_limit_show(struct cli *cli);
+int cli_limit_set(struct cli *cli);
+int cli_tenant_usage(struct cli *cli);
+int cli_suppression_add(struct cli *cli);
+int cli_suppression_remove(struct cli *cli);
+int cli_suppression_list(struct cli *cli);
+int cli_credential_bind(struct cli *cli);
+int cli_credential_unbind(struct cli *cli);
+int cli_credential_show(struct cli *cli);
 
 #endif

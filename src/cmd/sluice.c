@@ -51,6 +51,8 @@ static const struct cli_command cli_commands[] = {
     {"tenant", "resume", 1, 1, 0, cli_tenant_resume, "resume NAME", "undo suspend"},
     {"tenant", "passwd", 1, 1, CLI_FLAG_PASSWORD_STDIN, cli_tenant_passwd,
      "passwd NAME [--password-stdin]", "set the password of the login NAME"},
+    {"tenant", "usage", 1, 1, CLI_FLAG_JSON | CLI_FLAG_SINCE, cli_tenant_usage,
+     "usage NAME [--since WHEN] [--json]", "accepted, refused, delivered... per hour"},
     {"domain", "add", 2, 2, CLI_FLAG_VERIFIED, cli_domain_add, "add TENANT DOMAIN [--verified]",
      "let a tenant send as DOMAIN once verified"},
     {"domain", "verify", 1, 1, CLI_FLAG_FORCE, cli_domain_verify, "verify DOMAIN [--force]",
@@ -111,6 +113,22 @@ static const struct cli_command cli_commands[] = {
      "refuse a request"},
     {"egress", "audit", 0, 1, CLI_FLAG_JSON, cli_egress_audit, "audit [TENANT] [--json]",
      "who changed what, newest first"},
+    {"limit", "show", 1, 1, CLI_FLAG_JSON | CLI_FLAG_LOGIN, cli_limit_show,
+     "show TENANT [--login U] [--json]", "the limits in force, and where each comes from"},
+    {"limit", "set", 2, CLI_MAX_ARGS, CLI_FLAG_LOGIN, cli_limit_set,
+     "set TENANT KEY=VAL... [--login U]", "override limits (none: no limit; default)"},
+    {"suppression", "add", 2, 2, CLI_FLAG_REASON, cli_suppression_add,
+     "add TENANT ADDR [--reason T]", "never send to ADDR for TENANT"},
+    {"suppression", "remove", 2, 2, 0, cli_suppression_remove, "remove TENANT ADDR",
+     "send to ADDR again"},
+    {"suppression", "list", 1, 1, CLI_FLAG_JSON, cli_suppression_list, "list TENANT [--json]",
+     "the tenant's suppressed addresses"},
+    {"credential", "bind", 2, CLI_MAX_ARGS, 0, cli_credential_bind, "bind USER CIDR...",
+     "AUTH as USER only from these networks"},
+    {"credential", "unbind", 2, CLI_MAX_ARGS, 0, cli_credential_unbind, "unbind USER CIDR...",
+     "undo bind (none left: AUTH from anywhere)"},
+    {"credential", "show", 1, 1, CLI_FLAG_JSON, cli_credential_show, "show USER [--json]",
+     "a login's bound networks and the networks seen"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
@@ -131,10 +149,12 @@ static const struct {
     {"--reason", CLI_FLAG_REASON, 1},
     {"--expires", CLI_FLAG_EXPIRES, 1},
     {"--all", CLI_FLAG_ALL, 0},
+    {"--login", CLI_FLAG_LOGIN, 1},
+    {"--since", CLI_FLAG_SINCE, 1},
 };
 
 static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe",
-                                         "egress"};
+                                         "egress", "limit", "suppression", "credential"};
 
 /* Where the value of an option that takes one goes. */
 static const char **cli_flag_value(struct cli *cli, unsigned flag)
@@ -150,6 +170,10 @@ static const char **cli_flag_value(struct cli *cli, unsigned flag)
 		return &cli->opt_reason;
 	case CLI_FLAG_EXPIRES:
 		return &cli->opt_expires;
+	case CLI_FLAG_LOGIN:
+		return &cli->opt_login;
+	case CLI_FLAG_SINCE:
+		return &cli->opt_since;
 	default:
 		return NULL;
 	}

@@ -232,5 +232,8 @@ void config_policy_defaults(struct config_policy *p);
 int config_policy_key(struct config_policy *p, const char *k, const char *v, const char **why);
 /* The index of a limit name ("messages_per_hour"), or -1. */
 int config_policy_limit_index(const char *name);
+/* A limit's value: a number (message_size: with k/m/g), or none (0).
+ * 0, or -1 when it is neither. */
+int config_policy_limit_value(int index, const char *v, uint64_t *n_r);
 
 #endif

@@ -34,6 +34,34 @@ int config_policy_limit_index(const char *name)
 	return -1;
 }
 
+int config_policy_limit_value(int index, const char *v, uint64_t *n_r)
+{
+	uint64_t n = 0;
+	const char *p;
+
+	if (strcmp(v, "none") == 0) {
+		*n_r = 0;
+		return 0;
+	}
+	/* a size takes k/m/g (binary, as max_message_size); a count is a
+	 * plain number: "100k" recipients would read as 102,400 */
+	if (strcmp(config_policy_limit_names[index], "message_size") == 0) {
+		if (util_parse_size(v, &n) < 0 || n > INT64_MAX)
+			return -1;
+		*n_r = n;
+		return 0;
+	}
+	if (*v == '\0')
+		return -1;
+	for (p = v; *p; p++) {
+		if (*p < '0' || *p > '9' || n > (uint64_t)INT64_MAX / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	*n_r = n;
+	return 0;
+}
+
 int config_policy_key(struct config_policy *p, const char *k, const char *v, const char **why)
 {
 	uint64_t n;
@@ -44,9 +72,7 @@ int config_policy_key(struct config_policy *p, const char *k, const char *v, con
 			*why = "unknown limit (see etc/sluice.conf.example)";
 			return -1;
 		}
-		if (strcmp(v, "none") == 0)
-			n = 0;
-		else if (util_parse_size(v, &n) < 0 || n > INT64_MAX) {
+		if (config_policy_limit_value(i, v, &n) < 0) {
 			*why = "bad number (0 or none: no limit)";
 			return -1;
 		}

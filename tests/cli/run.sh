@@ -146,6 +146,18 @@ egress_blocked_timeout = 1d
 EOF
 golden egress.in egress.ref "$tmp/egress.conf"
 
+# policy.in -> policy.ref: limits, the suppression list, bound networks and
+# usage (issue 4), with a store of its own and two default limits
+mkdir "$tmp/policy"
+cat >"$tmp/policy.conf" <<'EOF'
+store = sqlite:policy/sluice.db
+spool_dir = policy/spool
+control_socket = policy/sluiced.sock
+limit_messages_per_hour = 100
+limit_message_size = 10m
+EOF
+golden policy.in policy.ref "$tmp/policy.conf"
+
 # Every stored hash is argon2id.
 hashes=$(sqlite3 "$tmp/state/sluice.db" "SELECT username, hash FROM credentials ORDER BY username" 2>&1)
 if [ -n "$hashes" ] && ! grep -qv '^[^|]*|\$argon2id\$v=19\$' <<<"$hashes"; then

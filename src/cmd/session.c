@@ -73,6 +73,7 @@ struct session {
 	char scan_enhanced[16];
 	char scan_text[256];
 	const char *scan_reason;
+	char scan_id[SPOOL_ID_LEN + 1]; /* the queue id the scanners were told */
 };
 
 struct ip_count {
@@ -686,6 +687,7 @@ static void session_scan_start(struct session *s, const struct smtp_server_event
 	struct scan_request rq;
 	int r = -1;
 
+	spool_new_id(s->d->spool, s->scan_id);
 	if (rcpt != NULL && rcpts != NULL) {
 		smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
 		for (size_t i = 0; i < n; i++) {
@@ -696,6 +698,7 @@ static void session_scan_start(struct session *s, const struct smtp_server_event
 			.data = ev->u.data.data,
 			.len = ev->u.data.len,
 			.session = s->id,
+			.queue_id = s->scan_id,
 			.sender = from,
 			.rcpts = rcpts,
 			.nrcpts = n,
@@ -735,10 +738,11 @@ static int session_scan(struct session *s, const struct smtp_server_event *ev)
 		s->scan_hold = s->scan_action == SCAN_HOLD;
 		return 1;
 	}
-	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=scan-%s "
-		 "text=\"%s\"",
-		 (unsigned long long)s->id, s->addr, s->tenant, s->scan_code, s->scan_reason,
-		 s->scan_text);
+	log_info("queue=%s session=%016llx data refused client=%s tenant=%s code=%d "
+		 "reason=scan-%s text=\"%s\"",
+		 s->scan_id, (unsigned long long)s->id, s->addr, s->tenant, s->scan_code,
+		 s->scan_reason, s->scan_text);
+	s->scan_id[0] = '\0';
 	smtp_server_decide(s->smtp, s->scan_code, s->scan_enhanced, "%s", s->scan_text);
 	return 0;
 }
@@ -761,7 +765,11 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	if (session_limits_data(s, ev) < 0 || session_data_headers(s, ev, from_domain) < 0 ||
 	    !session_scan(s, ev))
 		return;
-	spool_new_id(d->spool, m.id);
+	if (s->scan_id[0] != '\0') /* scanned: keep the id the scanners logged */
+		util_strlcpy(m.id, s->scan_id, sizeof m.id);
+	else
+		spool_new_id(d->spool, m.id);
+	s->scan_id[0] = '\0';
 	smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
 	if (n == 1)
 		smtp_address_format(smtp_server_rcpt(s->smtp, 0), one, sizeof one);

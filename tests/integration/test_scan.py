@@ -15,6 +15,7 @@ answers: a slow scanner), is always one started for that test alone; every proce
 stopped by its PID (rspamd by its process group, which the test created).
 """
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -344,7 +345,10 @@ def test_eicar_refused_naming_the_signature(sluice_factory, clamd, rspamd):
     assert text.startswith("5.7.1"), text
     assert SIGNATURE in text and "clamd" in text, text
     assert sl.find_token(tok) == [], "a refused message must not be queued"
-    assert f'outcome=virus name="{SIGNATURE}' in sl.log_text()
+    log = sl.log_text()
+    assert f'outcome=virus name="{SIGNATURE}' in log, log
+    assert re.search(r"queue=[0-9a-f]{16} session=[0-9a-f]+ data refused .* code=550 "
+                     r"reason=scan-virus", log), log
     # the session goes on: the next message is clean and accepted
     code, text = submit(sl, message(token()))
     assert code == 250, text
@@ -387,7 +391,8 @@ def test_hold_verdicts_queue_the_message_held(sluice_factory, clamd, rspamd):
     assert show["held"] is True, show
     listed = [m for m in sl.queue_list() if m["id"] == qid]
     assert listed and listed[0]["held"], listed
-    assert "scan verdict=hold reason=add-header by=rspamd" in sl.log_text()
+    # the scanners were told the queue id the message got
+    assert f"queue={qid} scan verdict=hold reason=add-header by=rspamd" in sl.log_text()
     # the operator releases it
     sl.cli("queue", "release", qid)
     assert wait_for(lambda: sl.queue_show(qid)["held"] is False, timeout=10)

@@ -50,6 +50,7 @@ struct dl_conn {
 	size_t ntargets, cur;
 	struct net_conn conn;
 	struct event *ev;
+	short armed;            /* EV_READ or EV_WRITE ev waits for; 0 none */
 	struct smtp_client *smtp;
 	int after_starttls;
 	int plaintext_retry;    /* opportunistic TLS failed: this target again, plain */
@@ -91,6 +92,7 @@ static void dl_conn_drop_socket(struct dl_conn *c)
 	if (c->ev) {
 		event_free(c->ev);
 		c->ev = NULL;
+		c->armed = 0;
 	}
 	smtp_client_free(&c->smtp);
 	if (c->conn.fd >= 0 || c->conn.ssl)
@@ -156,8 +158,16 @@ static void dl_conn_arm(struct dl_conn *c, short what, uint32_t timeout_ms)
 {
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 
-	event_del(c->ev);
-	event_assign(c->ev, c->e->base, c->conn.fd, what, dl_conn_event, c);
+	/* Persistent, so that waiting again for the same thing only moves
+	 * the timer: no epoll_ctl() for each reply.  The driver always arms
+	 * what it waits for next, so a persistent event never fires for
+	 * something it does not want.  (No timeout: assigned afresh, since
+	 * event_add() without one keeps the old.) */
+	if (c->armed != what || timeout_ms == 0) {
+		event_del(c->ev);
+		event_assign(c->ev, c->e->base, c->conn.fd, what | EV_PERSIST, dl_conn_event, c);
+		c->armed = what;
+	}
 	event_add(c->ev, timeout_ms ? &tv : NULL);
 }
 

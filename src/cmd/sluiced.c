@@ -117,7 +117,8 @@ static void usage_outcome(void *ctx, const struct deliver_outcome_info *o)
 	if (o->sender[0] == '\0')
 		return;
 	policy_usage_count(d->usage, o->tenant_id, 0, metric[o->outcome], 1, now);
-	if (o->outcome == DELIVER_FAILED && !o->expired && policy_suppress_reply(o->code, o->enhanced))
+	if (o->outcome == DELIVER_FAILED && !o->expired &&
+	    policy_suppress_reply(o->code, o->enhanced, o->reply))
 		policy_usage_suppress(d->usage, o->tenant_id, o->rcpt, o->reply, now);
 }
 

@@ -228,9 +228,10 @@ int policy_address_network(const struct sockaddr *sa, char out[STORE_CIDR_MAX + 
  * it.  0 with *v_r (2xx: not listed), -1 on a store error (451 4.3.0). */
 int policy_check_suppressed(struct store *st, const struct policy_client *c,
 			    const struct smtp_address *rcpt, struct policy_verdict *v_r);
-/* Whether a reply's enhanced code is a hard bounce that suppresses the
- * recipient (5.1.x: bad mailbox, bad domain, null MX...). */
-int policy_suppress_reply(int code, const char *enhanced);
+/* Whether a reply is a hard bounce that suppresses the recipient: a 5xx
+ * with enhanced code 5.1.x (bad mailbox, bad domain, null MX...), taken
+ * from enhanced, or else from the start of the reply text "550 5.1.1 ...". */
+int policy_suppress_reply(int code, const char *enhanced, const char *reply);
 
 /* ---- usage per tenant and hour (usage.c) -------------------------------
  * Counters are aggregated in memory (any thread: one mutex, no I/O) and

@@ -14,9 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-int policy_suppress_reply(int code, const char *enhanced)
+int policy_suppress_reply(int code, const char *enhanced, const char *reply)
 {
-	return code >= 500 && code < 600 && enhanced != NULL && strncmp(enhanced, "5.1.", 4) == 0;
+	const char *p;
+
+	if (code < 500 || code > 599)
+		return 0;
+	if (enhanced != NULL && enhanced[0] != '\0')
+		return strncmp(enhanced, "5.1.", 4) == 0;
+	/* A server that does not announce ENHANCEDSTATUSCODES may still
+	 * start its text with one ("550 5.1.1 No such user"), as Postfix
+	 * reads it too: "5.1." then a digit. */
+	if (reply == NULL || strlen(reply) < 4)
+		return 0;
+	p = reply + 4; /* after "550 " or "550-" */
+	return strncmp(p, "5.1.", 4) == 0 && p[4] >= '0' && p[4] <= '9';
 }
 
 int policy_check_suppressed(struct store *st, const struct policy_client *c,

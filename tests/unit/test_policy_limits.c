@@ -410,11 +410,18 @@ static void test_suppression(void **state)
 	/* another tenant's list is its own */
 	assert_int_equal(policy_check_suppressed(f->st, &f->relay, &a, &v), 0);
 	assert_int_equal(v.code, 250);
-	assert_true(policy_suppress_reply(550, "5.1.1"));
-	assert_true(policy_suppress_reply(550, "5.1.10"));
-	assert_false(policy_suppress_reply(550, "5.7.1"));
-	assert_false(policy_suppress_reply(450, "4.1.1"));
-	assert_false(policy_suppress_reply(550, ""));
+	assert_true(policy_suppress_reply(550, "5.1.1", "550 5.1.1 no"));
+	assert_true(policy_suppress_reply(550, "5.1.10", "550 5.1.10 null MX"));
+	assert_false(policy_suppress_reply(550, "5.7.1", "550 5.7.1 spam"));
+	assert_false(policy_suppress_reply(450, "4.1.1", "450 4.1.1 later"));
+	assert_false(policy_suppress_reply(550, "", "550 no such user"));
+	/* no ENHANCEDSTATUSCODES: from the text */
+	assert_true(policy_suppress_reply(550, "", "550 5.1.1 No such user here"));
+	assert_true(policy_suppress_reply(553, NULL, "553-5.1.3 bad address"));
+	assert_false(policy_suppress_reply(550, "", "550 5.1.x"));
+	assert_false(policy_suppress_reply(550, "", "550 5.7.1 denied"));
+	assert_false(policy_suppress_reply(450, "", "450 5.1.1 odd"));
+	assert_false(policy_suppress_reply(550, "", "550"));
 }
 
 static void test_usage(void **state)

@@ -22,6 +22,7 @@ import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -307,6 +308,13 @@ def queued_id(text):
     return text.rsplit(" ", 1)[1]
 
 
+def stop_clean(sl, grace=10):
+    """SIGTERM: sluiced exits 0 (under ASan: no leak, no bad access reported)."""
+    rc = sl.stop(grace=grace)
+    log = sl.log_text()
+    assert rc == 0 and "Sanitizer" not in log and "runtime error" not in log, sl.log_tail(80)
+
+
 def eicar_message(tok):
     """A multipart message with the EICAR test file attached (base64)."""
     import base64
@@ -335,6 +343,7 @@ def test_clean_mail_accepted_by_both(sluice_factory, clamd, rspamd):
     assert "scan scanner=clamd outcome=clean" in log, log
     assert "scan scanner=rspamd outcome=clean" in log, log
     assert "scan verdict=accept reason=clean" in log, log
+    stop_clean(sl)
 
 
 def test_eicar_refused_naming_the_signature(sluice_factory, clamd, rspamd):
@@ -352,6 +361,7 @@ def test_eicar_refused_naming_the_signature(sluice_factory, clamd, rspamd):
     # the session goes on: the next message is clean and accepted
     code, text = submit(sl, message(token()))
     assert code == 250, text
+    stop_clean(sl)
 
 
 def test_eicar_inline_over_unix_socket(sluice_factory, private_clamd):
@@ -377,6 +387,7 @@ def test_rspamd_reject_and_soft_reject(sluice_factory, clamd, rspamd):
     # greylist means nothing for outbound mail: accepted by default
     code, text = submit(sl, marked(token(), "SLUICE-TEST-GREYLIST"))
     assert code == 250, text
+    stop_clean(sl)
 
 
 def test_hold_verdicts_queue_the_message_held(sluice_factory, clamd, rspamd):
@@ -403,6 +414,7 @@ def test_hold_verdicts_queue_the_message_held(sluice_factory, clamd, rspamd):
     assert sl.queue_show(qid2)["held"] is True
     sl.cli("queue", "delete", qid2)
     assert wait_for(lambda: qid2 not in sl.queue_ids(), timeout=10)
+    stop_clean(sl)
 
 
 @pytest.mark.parametrize("mode", ["open", "closed"])
@@ -428,6 +440,7 @@ def test_clamd_killed(sluice_factory, private_clamd, rspamd, mode):
     # rspamd's verdict still counts when clamd is down
     code, text = submit(sl, marked(token(), "SLUICE-TEST-REJECT"))
     assert code == 550, text
+    stop_clean(sl)
 
 
 def test_slow_clamd_hits_the_timeout(sluice_factory, private_clamd):
@@ -444,6 +457,7 @@ def test_slow_clamd_hits_the_timeout(sluice_factory, private_clamd):
     assert code == 451 and text.startswith("4.3.0"), text
     assert 1.8 <= elapsed < 15, elapsed
     assert 'outcome=failed reason="timeout after 2s" fail=closed' in sl.log_text()
+    stop_clean(sl)
 
 
 def test_slow_rspamd_hits_the_timeout_fail_open(sluice_factory, private_rspamd):
@@ -462,6 +476,7 @@ def test_slow_rspamd_hits_the_timeout_fail_open(sluice_factory, private_rspamd):
     log = sl.log_text()
     assert 'scan scanner=rspamd outcome=failed reason="timeout after 2s" fail=open' in log
     assert "scan verdict=accept reason=fail-open" in log
+    stop_clean(sl)
 
 
 def test_larger_than_scan_max_size_not_scanned(sluice_factory, clamd):
@@ -473,3 +488,34 @@ def test_larger_than_scan_max_size_not_scanned(sluice_factory, clamd):
     assert "scan scanner=clamd outcome=skipped reason=size" in sl.log_text()
     code, text = submit(sl, message(tok, body_lines=[EICAR.decode()]))
     assert code == 550, text
+    stop_clean(sl)
+
+
+def test_shutdown_with_a_scan_in_flight(sluice_factory, private_clamd):
+    """SIGTERM while clamd holds a message: sluiced waits at most its 10 s for sessions,
+    then cancels the scan and exits cleanly; the client gets no 250."""
+    c = private_clamd()
+    sl = sluice_factory(extra_global=scan_config(f"127.0.0.1:{c.port}", scan_clamd_timeout="60s"))
+    os.kill(c.proc.pid, signal.SIGSTOP)
+    tok = token()
+    result = {}
+
+    def client():
+        try:
+            result["reply"] = submit(sl, message(tok))
+        except (smtplib.SMTPException, OSError) as e:
+            result["error"] = e
+
+    t = threading.Thread(target=client)
+    t.start()
+    try:
+        assert wait_for(lambda: "auth ok" in sl.log_text(), timeout=20)
+        time.sleep(2)  # DATA sent: the scan waits on clamd
+        assert "reply" not in result and "scan verdict" not in sl.log_text()
+        t0 = time.monotonic()
+        stop_clean(sl, grace=40)  # sluiced gives sessions 10 s
+        assert time.monotonic() - t0 < 30
+    finally:
+        os.kill(c.proc.pid, signal.SIGCONT)
+        t.join(timeout=60)
+    assert "reply" not in result or result["reply"][0] != 250, result

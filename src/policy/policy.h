@@ -1,7 +1,10 @@
 /*
- * policy: the decisions an SMTP stage asks for.  For now: sender
- * authorization at MAIL FROM, the From:/Sender: headers at end of DATA,
- * and the trusted networks that may use the relay listener without AUTH.
+ * policy: the decisions an SMTP stage asks for: sender authorization at
+ * MAIL FROM, the From:/Sender: headers at end of DATA, the trusted
+ * networks that may use the relay listener without AUTH, and the
+ * outbound policy of issue 4: limits and quotas per tenant and per login
+ * (limits.c), the networks a login may AUTH from (credential.c), the
+ * suppression list (suppress.c) and usage per tenant and hour (usage.c).
  * Each check fills a verdict with the reply the client gets, so every
  * caller (SMTP now, the HTTP API later) refuses with the same code and
  * text.
@@ -205,7 +208,8 @@ void policy_limits_release(struct policy_limits *pl, struct policy_txn *txn, int
 /* Counters of a tenant or login; 0, or -1 when it has none yet. */
 int policy_limits_stats(const struct policy_limits *pl, enum policy_subject_kind kind, int64_t id,
 			struct policy_stats *r);
-/* Count a refusal of c's (any reason) in its stats. */
+/* Count in c's stats a refusal by a check other than the limits (the
+ * suppression list...); the limits count their own. */
 void policy_limits_count_refusal(struct policy_limits *pl, const struct policy_client *c);
 
 /* ---- the networks a login may AUTH from (credential.c) ---------------- */

@@ -306,3 +306,24 @@ def test_hard_bounce_suppresses_and_usage_matches(sluice_factory, peer):
     assert re.search(r"^total\s+2\s+3\s+1\s+2\s+0\s+1$", text, re.M), text
     assert "refused by reason: suppressed=1" in text
     assert len(u["hours"]) >= 1
+
+
+def test_deferred_attempts_counted(sluice_factory, peer):
+    """A 4xx from the peer counts as deferred (each attempt) for the tenant; nothing is
+    suppressed for it."""
+    peer.rcpt_reply["later@example.org"] = "451 4.3.0 Try again later"
+    peer.start()
+    sl = sluice_factory(
+        extra_global=FLUSH + "delivery = on\nretry_schedule = 1s\n"
+                     "timeout_connect = 5s\ntimeout_greeting = 10s\n",
+        extra_sections=f"[route peer]\ndomains = *\nhost = {peer.host}:{peer.port}\n"
+                       "tls = none\n")
+    with session(sl, "submission") as c:
+        assert send_one(c, ["later@example.org"])[2].code == 250
+
+    def deferred():
+        return usage(sl)["total"]["deferred"] >= 2
+    assert wait_for(deferred, timeout=20, interval=0.5), (usage(sl), sl.log_tail(20))
+    u = usage(sl)
+    assert u["total"]["accepted_messages"] == 1 and u["total"]["bounced"] == 0
+    assert json.loads(sl.cli("suppression", "list", "acme", "--json").stdout.decode()) == []

@@ -459,9 +459,45 @@ static void test_usage(void **state)
 	assert_null(u);
 }
 
+/* util/gcra.c itself: several cells at once, the wait, "never", refunds. */
+static void test_gcra_cells(void **state)
+{
+	struct util_gcra g = {0};
+	int64_t i = util_gcra_interval(60 * S, 6), wait; /* 6 a minute: 10 s */
+
+	(void)state;
+	assert_int_equal(i, 10 * S);
+	assert_int_equal(util_gcra_interval(S, 0), 0);
+	assert_int_equal(util_gcra_interval(S, 3), 333334); /* rounded up */
+	/* a burst of 6: 4 cells, then 2, then none */
+	assert_true(util_gcra_check(&g, i, 6, 4, T0, &wait));
+	util_gcra_add(&g, i, 4, T0);
+	assert_false(util_gcra_check(&g, i, 6, 3, T0, &wait));
+	assert_int_equal(wait, 10 * S);
+	assert_true(util_gcra_check(&g, i, 6, 2, T0, &wait));
+	util_gcra_add(&g, i, 2, T0);
+	assert_false(util_gcra_check(&g, i, 6, 1, T0, &wait));
+	assert_int_equal(wait, 10 * S);
+	assert_true(util_gcra_check(&g, i, 6, 1, T0 + 10 * S, &wait));
+	/* more than the burst never fits */
+	assert_false(util_gcra_check(&g, i, 6, 7, T0 + 3600 * S, &wait));
+	assert_int_equal(wait, -1);
+	/* given back: fits again at once */
+	util_gcra_refund(&g, i, 2);
+	assert_true(util_gcra_check(&g, i, 6, 2, T0, &wait));
+	/* refunds never make more than a full bucket */
+	util_gcra_refund(&g, i, 100);
+	assert_false(util_gcra_check(&g, i, 6, 7, T0, &wait));
+	assert_true(util_gcra_check(&g, i, 6, 6, T0, &wait));
+	/* no limit: always */
+	assert_true(util_gcra_check(&g, 0, 1, 1000, T0, &wait));
+	assert_int_equal(util_gcra_ready_us(&g, i, 6), g.tat_us - 5 * i);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_gcra_cells),
 	    cmocka_unit_test_setup_teardown(test_rate_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rate_smooth, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipients, setup, teardown),

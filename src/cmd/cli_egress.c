@@ -82,8 +82,7 @@ static int cli_egress_exceptions(struct cli *cli, int64_t now, struct egress_exc
 }
 
 /* Render the table; carry: counts to keep (NULL none).  *text_r malloc'd. */
-static int cli_egress_render_text(struct cli *cli, const struct egress_status *carry,
-                                  char **text_r)
+static int cli_egress_render_text(struct cli *cli, const struct egress_status *carry, char **text_r)
 {
 	const struct config_egress *e = &cli->cfg.egress;
 	struct egress_exception *xs = NULL;
@@ -185,13 +184,11 @@ static int cli_egress_load(struct cli *cli, struct cli_nft *nft, int quiet)
 /* After an exception changed: reload when egress_apply = on. */
 static int cli_egress_changed(struct cli *cli, struct cli_nft *nft)
 {
-	int rc;
-
 	if (nft == NULL) {
 		printf("(egress_apply is off: run 'sluice egress apply' to load the change)\n");
 		return CLI_EXIT_OK;
 	}
-	if ((rc = cli_egress_load(cli, nft, 1)) != 0)
+	if (cli_egress_load(cli, nft, 1) != 0)
 		return cli_error("the store changed, but the table was not reloaded: "
 		                 "run 'sluice egress apply'");
 	printf("table %s %s reloaded\n", EGRESS_FAMILY, EGRESS_TABLE);
@@ -265,8 +262,9 @@ static int cli_egress_overlap(struct cli *cli, const char *cidr)
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (egress_cidr_parse(list[i].cidr, &o, err, sizeof err) == 0 &&
 		    egress_cidr_overlap(&c, &o))
-			rc = cli_error("%s overlaps exception %lld (%s of tenant '%s'): revoke it first",
-			               cidr, (long long)list[i].id, list[i].cidr, list[i].tenant);
+			rc = cli_error(
+			    "%s overlaps exception %lld (%s of tenant '%s'): revoke it first", cidr,
+			    (long long)list[i].id, list[i].cidr, list[i].tenant);
 	free(list);
 	return rc;
 }
@@ -312,8 +310,8 @@ static json_t *cli_egress_source_json(const struct egress_source *s)
 {
 	return json_pack("{s:s, s:I, s:I, s:I, s:o}", "address", s->addr, "attempts",
 	                 (json_int_t)s->packets, "bytes", (json_int_t)s->bytes, "expires_in",
-	                 (json_int_t)s->expires_s,
-	                 "tenant", s->tenant_id ? json_string(s->tenant) : json_null());
+	                 (json_int_t)s->expires_s, "tenant",
+	                 s->tenant_id ? json_string(s->tenant) : json_null());
 }
 
 /* Name the tenants of the blocked sources from the store's networks. */
@@ -367,18 +365,20 @@ int cli_egress_status(struct cli *cli)
 		json_t *xs = json_array(), *doc;
 		for (size_t i = 0; xs && i < st.nexceptions; i++) {
 			cli_egress_expiry(st.exceptions[i].expires, when);
-			json_array_append_new(
-			    xs, json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)st.exceptions[i].id,
-			                  "tenant", st.exceptions[i].tenant, "cidr",
-			                  st.exceptions[i].cidr, "expires", when));
+			json_array_append_new(xs,
+			                      json_pack("{s:I, s:s, s:s, s:s}", "id",
+			                                (json_int_t)st.exceptions[i].id, "tenant",
+			                                st.exceptions[i].tenant, "cidr",
+			                                st.exceptions[i].cidr, "expires", when));
 		}
-		doc = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "table",
-		                EGRESS_FAMILY " " EGRESS_TABLE, "loaded", st.present,
-		                "rejected_packets", (json_int_t)st.rejected_packets, "rejected_bytes",
-		                (json_int_t)st.rejected_bytes, "customer_networks",
-		                (json_int_t)st.ncustomers, "relay_addresses", (json_int_t)st.nrelays,
-		                "private_networks", (json_int_t)st.nprivates, "blocked_sources",
-		                (json_int_t)st.nblocked, "exceptions", xs);
+		doc =
+		    json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "table",
+		              EGRESS_FAMILY " " EGRESS_TABLE, "loaded", st.present,
+		              "rejected_packets", (json_int_t)st.rejected_packets, "rejected_bytes",
+		              (json_int_t)st.rejected_bytes, "customer_networks",
+		              (json_int_t)st.ncustomers, "relay_addresses", (json_int_t)st.nrelays,
+		              "private_networks", (json_int_t)st.nprivates, "blocked_sources",
+		              (json_int_t)st.nblocked, "exceptions", xs);
 		egress_status_free(&st);
 		return cli_json_print(doc);
 	}
@@ -469,10 +469,10 @@ int cli_egress_allow(struct cli *cli)
 {
 	char actor[STORE_EGRESS_ACTOR_MAX + 1], when[CLI_TIME_MAX];
 	struct store_egress_exception x;
-	struct store_tenant t;
+	struct store_tenant t = {0};
 	struct cli_nft *nft = NULL;
 	char *err = NULL;
-	int64_t secs, id;
+	int64_t secs = 0, id = 0;
 	int rc;
 
 	if ((rc = cli_egress_expires(cli, &secs)) != 0)
@@ -508,7 +508,7 @@ int cli_egress_revoke(struct cli *cli)
 	char actor[STORE_EGRESS_ACTOR_MAX + 1];
 	struct cli_nft *nft = NULL;
 	char *err = NULL;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	if ((rc = cli_egress_id(cli->args[0], &id)) != 0)
@@ -589,9 +589,9 @@ int cli_egress_list(struct cli *cli)
 int cli_egress_request(struct cli *cli)
 {
 	char actor[STORE_EGRESS_ACTOR_MAX + 1];
-	struct store_tenant t;
+	struct store_tenant t = {0};
 	char *err = NULL;
-	int64_t secs, id;
+	int64_t secs = 0, id = 0;
 	int rc;
 
 	if ((rc = cli_egress_expires(cli, &secs)) != 0)
@@ -675,10 +675,10 @@ int cli_egress_requests(struct cli *cli)
 int cli_egress_approve(struct cli *cli)
 {
 	char actor[STORE_EGRESS_ACTOR_MAX + 1];
-	struct store_egress_request r;
+	struct store_egress_request r = {0};
 	struct cli_nft *nft = NULL;
 	char *err = NULL;
-	int64_t id, xid;
+	int64_t id = 0, xid = 0;
 	int rc;
 
 	if ((rc = cli_egress_id(cli->args[0], &id)) != 0)
@@ -712,7 +712,7 @@ int cli_egress_deny(struct cli *cli)
 {
 	char actor[STORE_EGRESS_ACTOR_MAX + 1];
 	char *err = NULL;
-	int64_t id;
+	int64_t id = 0;
 	int rc;
 
 	if ((rc = cli_egress_id(cli->args[0], &id)) != 0)
@@ -720,8 +720,8 @@ int cli_egress_deny(struct cli *cli)
 	if (cli_store(cli) == NULL)
 		return CLI_EXIT_ERROR;
 	cli_egress_actor(actor);
-	rc = store_egress_request_deny(cli->store, id, actor, cli->opt_reason ? cli->opt_reason : "",
-	                               &err);
+	rc = store_egress_request_deny(cli->store, id, actor,
+	                               cli->opt_reason ? cli->opt_reason : "", &err);
 	if (rc != 0)
 		return cli_store_error(rc, &err, "denying the request");
 	printf("request %lld denied\n", (long long)id);
@@ -765,7 +765,8 @@ int cli_egress_audit(struct cli *cli)
 		printf("%s %-8s %-6lld %-16s %-20s by %s%s%s\n", when, list[i].action,
 		       (long long)list[i].ref, list[i].tenant[0] ? list[i].tenant : "-",
 		       list[i].cidr[0] ? list[i].cidr : "-", list[i].actor,
-		       list[i].detail[0] ? ": " : "", cli_safe(list[i].detail, detail, sizeof detail));
+		       list[i].detail[0] ? ": " : "",
+		       cli_safe(list[i].detail, detail, sizeof detail));
 	}
 	free(list);
 	return CLI_EXIT_OK;
@@ -776,7 +777,7 @@ int cli_egress_audit(struct cli *cli)
 int cli_egress_tenant_suspended(struct cli *cli, const char *tenant, struct cli_nft *nft)
 {
 	char actor[STORE_EGRESS_ACTOR_MAX + 1];
-	struct store_tenant t;
+	struct store_tenant t = {0};
 	char *err = NULL;
 	size_t n = 0;
 	int rc;

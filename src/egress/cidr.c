@@ -86,8 +86,8 @@ int egress_cidr_parse(const char *s, struct egress_cidr *c_r, char *err, size_t 
 	nbytes = bits / 8;
 	for (size_t i = 0; i < nbytes; i++) {
 		unsigned keep = c_r->prefix >= (i + 1) * 8 ? 8
-		                : c_r->prefix > i * 8  ? c_r->prefix - (unsigned)i * 8
-		                                       : 0;
+		                : c_r->prefix > i * 8      ? c_r->prefix - (unsigned)i * 8
+		                                           : 0;
 		uint8_t mask = keep == 0 ? 0 : (uint8_t)(0xff << (8 - keep));
 		if ((c_r->addr[i] & mask) != c_r->addr[i]) {
 			snprintf(err, errsize, "'%s' has host bits set", q);
@@ -106,8 +106,7 @@ int egress_cidr_format(const struct egress_cidr *c, char out[EGRESS_CIDR_MAX])
 
 	if (inet_ntop(c->family == 4 ? AF_INET : AF_INET6, c->addr, text, sizeof text) == NULL)
 		return -1;
-	return (size_t)snprintf(out, EGRESS_CIDR_MAX, "%s/%u", text, c->prefix) <
-	               EGRESS_CIDR_MAX
+	return (size_t)snprintf(out, EGRESS_CIDR_MAX, "%s/%u", text, c->prefix) < EGRESS_CIDR_MAX
 	           ? 0
 	           : -1;
 }

@@ -32,7 +32,7 @@
 
 #define EGRESS_FAMILY "inet"
 #define EGRESS_TABLE "sluice"
-#define EGRESS_CIDR_MAX 64       /* "ffff:...:ffff/128" and its NUL fit */
+#define EGRESS_CIDR_MAX 64 /* "ffff:...:ffff/128" and its NUL fit */
 #define EGRESS_TENANT_MAX 64
 #define EGRESS_BLOCKED_SIZE 65536 /* source addresses counted per family */
 /* Bounds on what status.c reads from libnftables. */
@@ -42,9 +42,9 @@
 /* ---- cidr.c --------------------------------------------------------------- */
 
 struct egress_cidr {
-	int family;        /* 4 or 6 */
-	uint8_t addr[16];  /* network byte order; 4 bytes used for IPv4 */
-	unsigned prefix;   /* 0..32 or 0..128 */
+	int family;       /* 4 or 6 */
+	uint8_t addr[16]; /* network byte order; 4 bytes used for IPv4 */
+	unsigned prefix;  /* 0..32 or 0..128 */
 };
 
 /* "ADDR/PREFIX" or a bare address (a host).  Refuses host bits set, a
@@ -74,17 +74,17 @@ struct egress_source {
 	int family;                 /* 4 or 6 */
 	uint64_t packets;           /* blocked connection attempts (SYNs) */
 	uint64_t bytes;
-	uint64_t expires_s;         /* seconds until the kernel forgets it; 0 unknown */
-	int64_t tenant_id;          /* 0: in no tenant's network */
+	uint64_t expires_s; /* seconds until the kernel forgets it; 0 unknown */
+	int64_t tenant_id;  /* 0: in no tenant's network */
 	char tenant[EGRESS_TENANT_MAX + 1];
 };
 
 struct egress_model {
 	const char *const *customers; /* the customer networks (config) */
 	size_t ncustomers;
-	const char *const *relays;    /* sluice's addresses: port 25 stays open to them */
+	const char *const *relays; /* sluice's addresses: port 25 stays open to them */
 	size_t nrelays;
-	const char *const *privates;  /* private subnets: port 25 stays open into them */
+	const char *const *privates; /* private subnets: port 25 stays open into them */
 	size_t nprivates;
 	const struct egress_exception *exceptions;
 	size_t nexceptions;
@@ -119,13 +119,13 @@ int egress_nft_list_text(char **text_r, char **err_r);
 /* ---- status.c ---------------------------------------------------------------- */
 
 struct egress_status {
-	int present;                /* the table is loaded */
-	uint64_t rejected_packets;  /* the reject rule's counter */
+	int present;               /* the table is loaded */
+	uint64_t rejected_packets; /* the reject rule's counter */
 	uint64_t rejected_bytes;
 	size_t ncustomers, nrelays, nprivates; /* elements per kind, both families */
 	struct egress_exception *exceptions;   /* in force, expires = now + time left */
 	size_t nexceptions;
-	struct egress_source *blocked;         /* sorted by packets, most first */
+	struct egress_source *blocked; /* sorted by packets, most first */
 	size_t nblocked;
 };
 

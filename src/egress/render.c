@@ -34,8 +34,8 @@ static void egress_split_free(struct egress_split *s)
 	memset(s, 0, sizeof *s);
 }
 
-static int egress_split(const char *key, const char *const *list, size_t n,
-                        struct egress_split *s, char **err_r)
+static int egress_split(const char *key, const char *const *list, size_t n, struct egress_split *s,
+                        char **err_r)
 {
 	char err[EGRESS_ERR_MAX];
 	struct egress_cidr c;
@@ -80,7 +80,7 @@ static void egress_set(struct egress_text *b, const char *name, int family, cons
                        char (*v)[EGRESS_CIDR_MAX], size_t n)
 {
 	egress_printf(b, "\n\tset %s%d {\n\t\ttype %s\n\t\tflags %s\n", name, family,
-	           family == 4 ? "ipv4_addr" : "ipv6_addr", flags);
+	              family == 4 ? "ipv4_addr" : "ipv6_addr", flags);
 	if (strcmp(flags, "interval") == 0)
 		egress_puts(b, "\t\tauto-merge\n");
 	egress_elements(b, v, n);
@@ -108,8 +108,8 @@ static void egress_exception_set(struct egress_text *b, int family, const struct
 {
 	size_t k = 0;
 
-	egress_printf(b, "\n\tset exceptions%d {\n\t\ttype %s\n\t\tflags interval,timeout\n", family,
-	           family == 4 ? "ipv4_addr" : "ipv6_addr");
+	egress_printf(b, "\n\tset exceptions%d {\n\t\ttype %s\n\t\tflags interval,timeout\n",
+	              family, family == 4 ? "ipv4_addr" : "ipv6_addr");
 	for (size_t i = 0; i < n; i++) {
 		const struct egress_exception *e = live[i].e;
 		char text[EGRESS_CIDR_MAX];
@@ -135,10 +135,10 @@ static void egress_blocked_set(struct egress_text *b, int family, const struct e
 	size_t k = 0;
 
 	egress_printf(b,
-	           "\n\tset blocked%d {\n\t\ttype %s\n\t\tsize %d\n\t\tflags dynamic,timeout\n"
-	           "\t\ttimeout %" PRIu32 "s\n\t\tcounter\n",
-	           family, family == 4 ? "ipv4_addr" : "ipv6_addr", EGRESS_BLOCKED_SIZE,
-	           m->blocked_timeout);
+	              "\n\tset blocked%d {\n\t\ttype %s\n\t\tsize %d\n\t\tflags dynamic,timeout\n"
+	              "\t\ttimeout %" PRIu32 "s\n\t\tcounter\n",
+	              family, family == 4 ? "ipv4_addr" : "ipv6_addr", EGRESS_BLOCKED_SIZE,
+	              m->blocked_timeout);
 	for (size_t i = 0; i < m->ncarry && k < EGRESS_BLOCKED_SIZE; i++) {
 		const struct egress_source *s = &m->carry[i];
 		struct egress_cidr c;
@@ -149,8 +149,8 @@ static void egress_blocked_set(struct egress_text *b, int family, const struct e
 		    c.family != family || c.prefix != (family == 4 ? 32u : 128u))
 			continue;
 		egress_puts(b, k++ == 0 ? "\t\telements = { " : ",\n\t\t\t     ");
-		egress_printf(b, "%s counter packets %" PRIu64 " bytes %" PRIu64, s->addr, s->packets,
-		           s->bytes);
+		egress_printf(b, "%s counter packets %" PRIu64 " bytes %" PRIu64, s->addr,
+		              s->packets, s->bytes);
 	}
 	if (k > 0)
 		egress_puts(b, " }\n");
@@ -190,8 +190,8 @@ static int egress_live_exceptions(const struct egress_model *m, struct egress_li
 				break;
 		if (j < n) {
 			buf_printf(warn,
-			           "exception %" PRId64 " (%s) left out: it overlaps exception %" PRId64
-			           " (%s)\n",
+			           "exception %" PRId64
+			           " (%s) left out: it overlaps exception %" PRId64 " (%s)\n",
 			           e->id, e->cidr, live[j].e->id, live[j].e->cidr);
 			continue;
 		}
@@ -220,7 +220,8 @@ int egress_render(const struct egress_model *m, struct buf *out, char **warn_r, 
 	    egress_split("egress_private_networks", m->privates, m->nprivates, &priv, err_r) < 0)
 		goto done;
 	if (m->ncustomers == 0) {
-		egress_seterr(err_r, "egress_customer_networks is not set: there is nothing to block");
+		egress_seterr(err_r,
+		              "egress_customer_networks is not set: there is nothing to block");
 		goto done;
 	}
 	if (egress_live_exceptions(m, &live, &nlive, &warn) < 0) {
@@ -229,10 +230,10 @@ int egress_render(const struct egress_model *m, struct buf *out, char **warn_r, 
 	}
 
 	egress_puts(&t, "add table " EGRESS_FAMILY " " EGRESS_TABLE "\n"
-	                    "delete table " EGRESS_FAMILY " " EGRESS_TABLE "\n"
-	                    "table " EGRESS_FAMILY " " EGRESS_TABLE " {\n"
-	                    "\tcomment \"sluice egress: TCP 25 from customer networks; "
-	                    "made by sluice egress apply, do not edit\"\n");
+	                "delete table " EGRESS_FAMILY " " EGRESS_TABLE "\n"
+	                "table " EGRESS_FAMILY " " EGRESS_TABLE " {\n"
+	                "\tcomment \"sluice egress: TCP 25 from customer networks; "
+	                "made by sluice egress apply, do not edit\"\n");
 	egress_set(&t, "customers", 4, "interval", cust.v4, cust.n4);
 	egress_set(&t, "customers", 6, "interval", cust.v6, cust.n6);
 	egress_set(&t, "relays", 4, "interval", relay.v4, relay.n4);
@@ -245,28 +246,28 @@ int egress_render(const struct egress_model *m, struct buf *out, char **warn_r, 
 	egress_blocked_set(&t, 6, m);
 
 	egress_puts(&t, "\n\tchain forward {\n"
-	                    "\t\ttype filter hook forward priority filter; policy accept;\n"
-	                    "\t\tip saddr @customers4 tcp dport 25 jump port25\n"
-	                    "\t\tip6 saddr @customers6 tcp dport 25 jump port25\n"
-	                    "\t}\n"
-	                    "\n\tchain port25 {\n"
-	                    "\t\tip daddr @relays4 accept\n"
-	                    "\t\tip6 daddr @relays6 accept\n"
-	                    "\t\tip daddr @private4 accept\n"
-	                    "\t\tip6 daddr @private6 accept\n"
-	                    "\t\tip saddr @exceptions4 accept\n"
-	                    "\t\tip6 saddr @exceptions6 accept\n"
-	                    "\t\ttcp flags & (syn | ack) == syn update @blocked4 { ip saddr }\n"
-	                    "\t\ttcp flags & (syn | ack) == syn update @blocked6 { ip6 saddr }\n");
+	                "\t\ttype filter hook forward priority filter; policy accept;\n"
+	                "\t\tip saddr @customers4 tcp dport 25 jump port25\n"
+	                "\t\tip6 saddr @customers6 tcp dport 25 jump port25\n"
+	                "\t}\n"
+	                "\n\tchain port25 {\n"
+	                "\t\tip daddr @relays4 accept\n"
+	                "\t\tip6 daddr @relays6 accept\n"
+	                "\t\tip daddr @private4 accept\n"
+	                "\t\tip6 daddr @private6 accept\n"
+	                "\t\tip saddr @exceptions4 accept\n"
+	                "\t\tip6 saddr @exceptions6 accept\n"
+	                "\t\ttcp flags & (syn | ack) == syn update @blocked4 { ip saddr }\n"
+	                "\t\ttcp flags & (syn | ack) == syn update @blocked6 { ip6 saddr }\n");
 	if (m->log_rate > 0)
 		egress_printf(&t,
-		           "\t\ttcp flags & (syn | ack) == syn limit rate %" PRIu32
-		           "/minute burst 5 packets"
-		           " log prefix \"sluice egress blocked: \" level info\n",
-		           m->log_rate);
+		              "\t\ttcp flags & (syn | ack) == syn limit rate %" PRIu32
+		              "/minute burst 5 packets"
+		              " log prefix \"sluice egress blocked: \" level info\n",
+		              m->log_rate);
 	egress_puts(&t, "\t\tcounter reject with tcp reset\n"
-	                    "\t}\n"
-	                    "}\n");
+	                "\t}\n"
+	                "}\n");
 	if (t.failed) {
 		egress_seterr(err_r, "egress render: out of memory");
 		goto done;

@@ -20,8 +20,8 @@
 /* A set element: a bare value or {"elem": {"val": ..., "expires": ...}}. */
 struct egress_elem {
 	json_t *val;
-	uint64_t expires;     /* seconds left; 0 none */
-	const char *comment;  /* NULL none */
+	uint64_t expires;    /* seconds left; 0 none */
+	const char *comment; /* NULL none */
 	uint64_t packets, bytes;
 };
 
@@ -84,8 +84,8 @@ static void egress_comment_read(const char *comment, struct egress_exception *x)
 	char tenant[EGRESS_TENANT_MAX + 1];
 	long long id;
 
-	if (comment != NULL && sscanf(comment, "exception %lld tenant %64[A-Za-z0-9._-]", &id,
-	                              tenant) == 2) {
+	if (comment != NULL &&
+	    sscanf(comment, "exception %lld tenant %64[A-Za-z0-9._-]", &id, tenant) == 2) {
 		x->id = id;
 		util_strlcpy(x->tenant, tenant, sizeof x->tenant);
 	}
@@ -135,7 +135,8 @@ static int egress_set_read(struct egress_parse *ps, json_t *set, char **err_r)
 		kind = 2;
 	else
 		return 0;
-	json_array_foreach(elems, i, e) {
+	json_array_foreach(elems, i, e)
+	{
 		if (++ps->elements > EGRESS_ELEMENTS_MAX)
 			return egress_seterr(err_r, "nft: more than %d set elements in table %s",
 			                     EGRESS_ELEMENTS_MAX, EGRESS_TABLE);
@@ -155,18 +156,18 @@ static int egress_set_read(struct egress_parse *ps, json_t *set, char **err_r)
 			memset(x, 0, sizeof *x);
 			memcpy(x->cidr, text, sizeof x->cidr);
 			/* the kernel's value, bounded to ~100 years before adding */
-			x->expires = el.expires ? ps->now + (int64_t)(el.expires < 3153600000u
-			                                                  ? el.expires
-			                                                  : 3153600000u)
-			                        : 0;
+			x->expires =
+			    el.expires ? ps->now + (int64_t)(el.expires < 3153600000u ? el.expires
+			                                                              : 3153600000u)
+			               : 0;
 			egress_comment_read(el.comment, x);
 		} else {
 			struct egress_source *s;
 			char *slash;
 			if (c.prefix != (c.family == 4 ? 32u : 128u))
 				continue;
-			if (egress_grow((void **)&st->blocked, st->nblocked, &ps->cap_b, sizeof *s) <
-			    0)
+			if (egress_grow((void **)&st->blocked, st->nblocked, &ps->cap_b,
+			                sizeof *s) < 0)
 				goto oom;
 			s = &st->blocked[st->nblocked++];
 			memset(s, 0, sizeof *s);
@@ -194,7 +195,8 @@ static void egress_rule_read(struct egress_status *st, json_t *rule)
 
 	if (chain == NULL || strcmp(chain, "port25") != 0 || !json_is_array(expr))
 		return;
-	json_array_foreach(expr, i, x) {
+	json_array_foreach(expr, i, x)
+	{
 		if (!json_is_object(x))
 			continue;
 		if (json_object_get(x, "reject") != NULL)
@@ -240,7 +242,8 @@ int egress_status_parse(const char *json, size_t len, int64_t now, struct egress
 		json_decref(root);
 		return egress_seterr(err_r, "nft: JSON without an \"nftables\" array");
 	}
-	json_array_foreach(list, i, item) {
+	json_array_foreach(list, i, item)
+	{
 		json_t *v;
 		if (!json_is_object(item))
 			continue;

@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define X_COLS                                                                              \
-	"x.id, x.tenant_id, t.name, x.cidr, x.reason, x.created, x.created_by, x.expires, " \
+#define X_COLS                                                                                     \
+	"x.id, x.tenant_id, t.name, x.cidr, x.reason, x.created, x.created_by, x.expires, "        \
 	"x.revoked, x.revoked_by, x.request_id"
 #define X_FROM " FROM egress_exceptions x JOIN tenants t ON t.id = x.tenant_id"
 #define X_ACTIVE " x.revoked = 0 AND (x.expires = 0 OR x.expires > ?2)"
-#define R_COLS                                                                              \
-	"r.id, r.tenant_id, t.name, r.cidr, r.reason, r.duration, r.created, r.created_by, " \
+#define R_COLS                                                                                     \
+	"r.id, r.tenant_id, t.name, r.cidr, r.reason, r.duration, r.created, r.created_by, "       \
 	"r.state, r.decided, r.decided_by, r.note, r.exception_id"
 #define R_FROM " FROM egress_requests r JOIN tenants t ON t.id = r.tenant_id"
 
@@ -170,8 +170,8 @@ static int store_egress_commit(struct store *st, int rc, char **err_r)
 }
 
 static int store_egress_audit(struct store *st, int64_t at, const char *actor, const char *action,
-                              int64_t tenant_id, const char *cidr, int64_t ref,
-                              const char *detail, char **err_r)
+                              int64_t tenant_id, const char *cidr, int64_t ref, const char *detail,
+                              char **err_r)
 {
 	char cut[STORE_EGRESS_REASON_MAX + 1];
 	sqlite3_stmt *s = store_sql_stmt(st, sql_audit_add, err_r);
@@ -190,9 +190,8 @@ static int store_egress_audit(struct store *st, int64_t at, const char *actor, c
 /* ---- exceptions --------------------------------------------------------------- */
 
 static int store_egress_insert(struct store *st, int64_t tenant_id, const char *net,
-                               const char *reason, int64_t now, int64_t expires,
-                               const char *actor, int64_t request_id, int64_t *id_r,
-                               char **err_r)
+                               const char *reason, int64_t now, int64_t expires, const char *actor,
+                               int64_t request_id, int64_t *id_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_x_add, err_r);
 	int rc;
@@ -256,8 +255,7 @@ int store_egress_exception_get(struct store *st, int64_t id, struct store_egress
 
 /* Revoke one active exception inside a transaction: 1 done, 0 none. */
 static int store_egress_revoke_one(struct store *st, const struct store_egress_exception *x,
-                                   int64_t now, const char *actor, const char *why,
-                                   char **err_r)
+                                   int64_t now, const char *actor, const char *why, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_x_revoke, err_r);
 	int rc;
@@ -269,15 +267,15 @@ static int store_egress_revoke_one(struct store *st, const struct store_egress_e
 		return store_dberr(st, err_r, "revoking an egress exception");
 	if ((rc = store_change(st, s, "revoking an egress exception", err_r)) <= 0)
 		return rc;
-	if (store_egress_audit(st, now, actor, "revoke", x->tenant_id, x->cidr, x->id, why,
-	                       err_r) < 0)
+	if (store_egress_audit(st, now, actor, "revoke", x->tenant_id, x->cidr, x->id, why, err_r) <
+	    0)
 		return -1;
 	return 1;
 }
 
 int store_egress_exception_revoke(struct store *st, int64_t id, const char *actor, char **err_r)
 {
-	struct store_egress_exception x;
+	struct store_egress_exception x = {0};
 	int64_t now = util_wall_seconds();
 	int rc;
 
@@ -326,8 +324,7 @@ int store_egress_exception_revoke_tenant(struct store *st, int64_t tenant_id, co
 }
 
 int store_egress_exception_list(struct store *st, int64_t tenant_id, int all, int64_t now,
-                                struct store_egress_exception **list_r, size_t *n_r,
-                                char **err_r)
+                                struct store_egress_exception **list_r, size_t *n_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, all ? sql_x_list_all : sql_x_list_active, err_r);
 	void *list;
@@ -348,8 +345,8 @@ int store_egress_exception_list(struct store *st, int64_t tenant_id, int all, in
 /* ---- requests ------------------------------------------------------------------- */
 
 int store_egress_request_add(struct store *st, int64_t tenant_id, const char *cidr,
-                             const char *reason, int64_t duration, const char *actor,
-                             int64_t *id_r, char **err_r)
+                             const char *reason, int64_t duration, const char *actor, int64_t *id_r,
+                             char **err_r)
 {
 	char net[STORE_CIDR_MAX + 1];
 	struct store_tenant t;
@@ -442,7 +439,7 @@ static int store_egress_pending(struct store *st, int64_t id, struct store_egres
 int store_egress_request_approve(struct store *st, int64_t id, const char *actor,
                                  int64_t *exception_id_r, char **err_r)
 {
-	struct store_egress_request r;
+	struct store_egress_request r = {0};
 	int64_t now = util_wall_seconds(), xid = 0;
 	char note[64];
 	int rc;
@@ -454,10 +451,12 @@ int store_egress_request_approve(struct store *st, int64_t id, const char *actor
 	rc = store_egress_pending(st, id, &r, err_r);
 	if (rc == 0)
 		rc = store_egress_insert(st, r.tenant_id, r.cidr, r.reason, now,
-		                         r.duration ? now + r.duration : 0, actor, r.id, &xid, err_r);
+		                         r.duration ? now + r.duration : 0, actor, r.id, &xid,
+		                         err_r);
 	snprintf(note, sizeof note, "exception %lld", (long long)xid);
 	if (rc == 0)
-		rc = store_egress_decide(st, &r, STORE_EGRESS_APPROVED, now, actor, note, xid, err_r);
+		rc = store_egress_decide(st, &r, STORE_EGRESS_APPROVED, now, actor, note, xid,
+		                         err_r);
 	if ((rc = store_egress_commit(st, rc, err_r)) == 0 && exception_id_r != NULL)
 		*exception_id_r = xid;
 	return rc;
@@ -466,7 +465,7 @@ int store_egress_request_approve(struct store *st, int64_t id, const char *actor
 int store_egress_request_deny(struct store *st, int64_t id, const char *actor, const char *note,
                               char **err_r)
 {
-	struct store_egress_request r;
+	struct store_egress_request r = {0};
 	int rc;
 
 	if (store_egress_text("actor", actor, STORE_EGRESS_ACTOR_MAX, 0, err_r) < 0 ||

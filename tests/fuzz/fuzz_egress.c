@@ -30,8 +30,12 @@ static void fuzz_cidr(const char *s)
 	    memcmp(&c, &c2, sizeof c) != 0 || !egress_cidr_contains(&c, &c))
 		__builtin_trap();
 	const char *list[] = {text};
-	struct egress_model m = {.customers = list, .ncustomers = 1, .privates = list,
-	                         .nprivates = 1, .blocked_timeout = 60, .now = 1};
+	struct egress_model m = {.customers = list,
+	                         .ncustomers = 1,
+	                         .privates = list,
+	                         .nprivates = 1,
+	                         .blocked_timeout = 60,
+	                         .now = 1};
 	struct buf out = BUF_INIT;
 	char *warn = NULL, *e = NULL;
 	if (egress_render(&m, &out, &warn, &e) != 0 || strstr(out.data, text) == NULL)
@@ -97,8 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_cidr(s);
 		break;
 	case 1:
-		if (memchr(data + 1, '\0', size - 1) == NULL && util_parse_duration(s, &secs) == 0 &&
-		    secs > 0 && s[0] == '\0')
+		if (memchr(data + 1, '\0', size - 1) == NULL &&
+		    util_parse_duration(s, &secs) == 0 && secs > 0 && s[0] == '\0')
 			__builtin_trap();
 		break;
 	default:

@@ -23,15 +23,15 @@ static void test_cidr_parse(void **state)
 	    {.in = "2001:DB8:0:0::/32", .out = "2001:db8::/32"},
 	    {.in = "2001:db8::1", .out = "2001:db8::1/128"},
 	    {.in = "10.0.0.0/8", .out = "10.0.0.0/8"},
-	    {.in = "10.0.0.1/8"},            /* host bits */
-	    {.in = "10.0.0.0/0"},            /* everything */
+	    {.in = "10.0.0.1/8"}, /* host bits */
+	    {.in = "10.0.0.0/0"}, /* everything */
 	    {.in = "0.0.0.0/0"},
 	    {.in = "10.0.0.0/33"},
-	    {.in = "10.0.0.0/08"},           /* leading zero */
+	    {.in = "10.0.0.0/08"}, /* leading zero */
 	    {.in = "10.0.0.0/"},
 	    {.in = "/8"},
 	    {.in = ""},
-	    {.in = "::ffff:10.0.0.1"},       /* v4-mapped */
+	    {.in = "::ffff:10.0.0.1"}, /* v4-mapped */
 	    {.in = "example.org"},
 	    {.in = "10.0.0.0/8 "},
 	    {.in = "1.2.3.4/+8"},
@@ -111,7 +111,7 @@ static void test_render_table(void **state)
 	    {.id = 1, .tenant = "acme", .cidr = "198.18.1.7/32", .expires = 1000 + 30},
 	    {.id = 2, .tenant = "acme", .cidr = "198.18.1.9/32", .expires = 1000}, /* expired */
 	    {.id = 3, .tenant = "beta", .cidr = "2001:db8:1::/64", .expires = 0},
-	    {.id = 4, .tenant = "beta", .cidr = "198.18.1.0/28", .expires = 0},   /* overlaps 1 */
+	    {.id = 4, .tenant = "beta", .cidr = "198.18.1.0/28", .expires = 0}, /* overlaps 1 */
 	};
 	const struct egress_source carry[] = {
 	    {.addr = "198.18.1.5", .family = 4, .packets = 3, .bytes = 180},
@@ -119,19 +119,28 @@ static void test_render_table(void **state)
 	    {.addr = "bogus", .family = 4, .packets = 1},
 	};
 	struct egress_model m = {
-	    .customers = customers, .ncustomers = 2,
-	    .relays = relays, .nrelays = 1,
-	    .privates = privates, .nprivates = 1,
-	    .exceptions = xs, .nexceptions = 4,
-	    .carry = carry, .ncarry = 3,
-	    .log_rate = 10, .blocked_timeout = 86400, .now = 1000,
+	    .customers = customers,
+	    .ncustomers = 2,
+	    .relays = relays,
+	    .nrelays = 1,
+	    .privates = privates,
+	    .nprivates = 1,
+	    .exceptions = xs,
+	    .nexceptions = 4,
+	    .carry = carry,
+	    .ncarry = 3,
+	    .log_rate = 10,
+	    .blocked_timeout = 86400,
+	    .now = 1000,
 	};
 	char *warn = NULL, *t = render(&m, &warn, 0), *again;
 
 	(void)state;
 	/* one transaction that replaces only our table */
-	assert_memory_equal(t, "add table inet sluice\ndelete table inet sluice\n"
-	                       "table inet sluice {\n", 63);
+	assert_memory_equal(t,
+	                    "add table inet sluice\ndelete table inet sluice\n"
+	                    "table inet sluice {\n",
+	                    63);
 	assert_non_null(strstr(t, "\tset customers4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
 	                          "\t\tauto-merge\n\t\telements = { 198.18.1.0/24 }\n\t}\n"));
 	assert_non_null(strstr(t, "elements = { 2001:db8:1::/48 }"));
@@ -142,10 +151,11 @@ static void test_render_table(void **state)
 	                          "\"exception 1 tenant acme\" }"));
 	assert_non_null(strstr(t, "elements = { 2001:db8:1::/64 comment "
 	                          "\"exception 3 tenant beta\" }"));
-	assert_null(strstr(t, "198.18.1.9"));    /* expired: left out */
-	assert_null(strstr(t, "exception 4 "));  /* overlapping: left out, said */
+	assert_null(strstr(t, "198.18.1.9"));   /* expired: left out */
+	assert_null(strstr(t, "exception 4 ")); /* overlapping: left out, said */
 	assert_non_null(warn);
-	assert_non_null(strstr(warn, "exception 4 (198.18.1.0/28) left out: it overlaps exception 1"));
+	assert_non_null(
+	    strstr(warn, "exception 4 (198.18.1.0/28) left out: it overlaps exception 1"));
 	/* counts carried over; the bad one dropped */
 	assert_non_null(strstr(t, "elements = { 198.18.1.5 counter packets 3 bytes 180 }"));
 	assert_non_null(strstr(t, "elements = { 2001:db8:1::5 counter packets 1 bytes 80 }"));
@@ -158,7 +168,8 @@ static void test_render_table(void **state)
 	assert_non_null(allow);
 	assert_non_null(count);
 	assert_non_null(reject);
-	assert_true(strstr(t, "ip daddr @relays4 accept") < allow && allow < count && count < reject);
+	assert_true(strstr(t, "ip daddr @relays4 accept") < allow && allow < count &&
+	            count < reject);
 	assert_non_null(strstr(t, "ip saddr @customers4 tcp dport 25 jump port25"));
 	assert_non_null(strstr(t, "ip6 saddr @customers6 tcp dport 25 jump port25"));
 	assert_non_null(strstr(t, "limit rate 10/minute burst 5 packets log prefix "
@@ -303,8 +314,7 @@ static void test_status_parse(void **state)
 static void test_status_bad_json(void **state)
 {
 	static const char *const bad[] = {
-	    "", "{", "[]", "{\"nftables\": 5}", "{\"nftables\": [1, 2]} x",
-	    "{\"a\": 1, \"a\": 2}",
+	    "", "{", "[]", "{\"nftables\": 5}", "{\"nftables\": [1, 2]} x", "{\"a\": 1, \"a\": 2}",
 	};
 	static const char *const odd[] = {
 	    /* well-formed but odd: ignored, not fatal */
@@ -329,9 +339,8 @@ static void test_status_bad_json(void **state)
 	assert_int_equal(st.nblocked, 0);
 	egress_status_free(&st);
 	/* too large: refused unread */
-	assert_int_equal(egress_status_parse(status_json, (size_t)EGRESS_JSON_MAX + 1, 0, &st,
-	                                     &err),
-	                 -1);
+	assert_int_equal(
+	    egress_status_parse(status_json, (size_t)EGRESS_JSON_MAX + 1, 0, &st, &err), -1);
 	assert_non_null(strstr(err, "larger than"));
 	free(err);
 }
@@ -339,9 +348,9 @@ static void test_status_bad_json(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cidr_parse),    cmocka_unit_test(test_cidr_contains),
-	    cmocka_unit_test(test_render_table),  cmocka_unit_test(test_render_errors),
-	    cmocka_unit_test(test_status_parse),  cmocka_unit_test(test_status_bad_json),
+	    cmocka_unit_test(test_cidr_parse),   cmocka_unit_test(test_cidr_contains),
+	    cmocka_unit_test(test_render_table), cmocka_unit_test(test_render_errors),
+	    cmocka_unit_test(test_status_parse), cmocka_unit_test(test_status_bad_json),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,8 +92,8 @@ static void test_exceptions(void **state)
 	assert_int_equal(store_egress_exception_add(f->st, f->beta, "2001:DB8::/64", "own MX", 0,
 	                                            "operator:bob", &id2, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "198.18.1.8", "short",
-	                                            now + 2, "operator:alice", &id3, &err),
+	assert_int_equal(store_egress_exception_add(f->st, f->acme, "198.18.1.8", "short", now + 2,
+	                                            "operator:alice", &id3, &err),
 	                 0);
 	assert_int_equal(store_egress_exception_get(f->st, id1, &x, &err), 0);
 	assert_string_equal(x.cidr, "198.18.1.7/32");
@@ -134,14 +134,12 @@ static void test_exceptions(void **state)
 	free(list);
 
 	/* bad inputs change nothing */
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.1/8", "x", 0, "op",
-	                                            NULL, &err),
-	                 -1);
+	assert_int_equal(
+	    store_egress_exception_add(f->st, f->acme, "10.0.0.1/8", "x", 0, "op", NULL, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "", 0, "op",
-	                                            NULL, &err),
-	                 -1);
+	assert_int_equal(
+	    store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "", 0, "op", NULL, &err), -1);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "bad\nline", 0,
@@ -149,14 +147,14 @@ static void test_exceptions(void **state)
 	                 -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "past",
-	                                            now - 1, "op", NULL, &err),
+	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "past", now - 1,
+	                                            "op", NULL, &err),
 	                 -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_add(f->st, 999, "10.0.0.0/8", "x", 0, "op", NULL,
-	                                            &err),
-	                 STORE_NOTFOUND);
+	assert_int_equal(
+	    store_egress_exception_add(f->st, 999, "10.0.0.0/8", "x", 0, "op", NULL, &err),
+	    STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	(void)id2;
@@ -199,9 +197,8 @@ static void test_requests_and_audit(void **state)
 	assert_int_equal(r.exception_id, xid);
 	assert_string_equal(r.decided_by, "operator:alice");
 
-	assert_int_equal(store_egress_request_deny(f->st, rid2, "operator:bob", "no reason given",
-	                                           &err),
-	                 0);
+	assert_int_equal(
+	    store_egress_request_deny(f->st, rid2, "operator:bob", "no reason given", &err), 0);
 	assert_int_equal(store_egress_request_deny(f->st, rid2, "operator:bob", "", &err),
 	                 STORE_EXISTS);
 	free(err);
@@ -226,8 +223,8 @@ static void test_requests_and_audit(void **state)
 
 	/* the audit log, newest first, every change once */
 	assert_int_equal(store_egress_audit_list(f->st, 0, 100, &audit, &n, &err), 0);
-	static const char *const want[] = {"revoke", "revoke", "allow", "deny",
-	                                   "approve", "allow", "request", "request"};
+	static const char *const want[] = {"revoke",  "revoke", "allow",   "deny",
+	                                   "approve", "allow",  "request", "request"};
 	assert_int_equal(n, 8);
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(audit[i].action, want[i]);

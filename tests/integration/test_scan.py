@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from sluicelib import ACME_PW, client_tls_context, free_port, message, token, wait_for
+from sluicelib import ACME_PW, Raw, client_tls_context, free_port, message, token, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -445,18 +445,35 @@ def test_clamd_killed(sluice_factory, private_clamd, rspamd, mode):
 
 def test_slow_clamd_hits_the_timeout(sluice_factory, private_clamd):
     c = private_clamd()
-    sl = sluice_factory(extra_global=scan_config(f"127.0.0.1:{c.port}", scan_clamd_timeout="2s",
+    sl = sluice_factory(extra_global=scan_config(f"127.0.0.1:{c.port}", scan_clamd_timeout="3s",
                                                  scan_fail="closed"))
     os.kill(c.proc.pid, signal.SIGSTOP)  # the kernel still accepts; clamd never answers
-    try:
+    result = {}
+
+    def client():
         t0 = time.monotonic()
-        code, text = submit(sl, message(token()))
-        elapsed = time.monotonic() - t0
+        result["reply"] = submit(sl, message(token()))
+        result["elapsed"] = time.monotonic() - t0
+
+    t = threading.Thread(target=client)
+    try:
+        t.start()
+        assert wait_for(lambda: "auth ok" in sl.log_text(), timeout=20)
+        time.sleep(0.5)
+        # the loop is not blocked by the waiting scan: another client is served at once
+        t0 = time.monotonic()
+        with Raw(sl.ports["submission"], read_greeting=True) as other:
+            assert other.greeting.code == 220
+            assert other.ehlo().code == 250
+        assert time.monotonic() - t0 < 1.5
+        assert "reply" not in result, "the scan did not wait"
+        t.join(timeout=60)
     finally:
         os.kill(c.proc.pid, signal.SIGCONT)
+    code, text = result["reply"]
     assert code == 451 and text.startswith("4.3.0"), text
-    assert 1.8 <= elapsed < 15, elapsed
-    assert 'outcome=failed reason="timeout after 2s" fail=closed' in sl.log_text()
+    assert 2.8 <= result["elapsed"] < 15, result
+    assert 'outcome=failed reason="timeout after 3s" fail=closed' in sl.log_text()
     stop_clean(sl)
 
 

@@ -27,6 +27,7 @@ struct dl_pending_resolve {
 	int outstanding;        /* DNS queries still out */
 	uint64_t q[2];          /* A and AAAA query ids */
 	uint64_t mx_id;         /* MX resolution (mx.c) */
+	struct deliver_mx_host host; /* a route's host: its A and AAAA answers */
 	struct dl_resolution res;
 	int64_t started_ms;
 };
@@ -99,69 +100,57 @@ static int dl_res_add(struct dl_resolution *r, const char *host, const struct so
 
 /* ---- a route's host --------------------------------------------------------- */
 
+static void dl_mx_targets(struct dl_pending_resolve *p, const struct deliver_mx_result *r);
+
+/* A route host's A or AAAA answer.  Once both are in, its addresses go
+ * through deliver_mx_targets() like an MX host's: the same family order
+ * (ip_preference), the same duplicates dropped. */
 static void dl_host_answer(void *ctx, const struct net_dns_answer *a)
 {
 	struct dl_pending_resolve *p = ctx;
 	int v6 = a->rrtype == NET_DNS_AAAA;
+	struct deliver_mx_family *f = v6 ? &p->host.v6 : &p->host.v4;
+	struct deliver_mx_options o;
+	struct deliver_mx_result mr;
+	const char *why = NULL;
 
 	p->q[v6] = 0;
 	p->outstanding--;
-	if (a->status == NET_DNS_OK) {
-		for (size_t i = 0; i < a->count; i++) {
-			struct sockaddr_storage ss;
-			socklen_t len;
-			memset(&ss, 0, sizeof ss);
-			if (v6) {
-				struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-				s6->sin6_family = AF_INET6;
-				s6->sin6_addr = a->rrs[i].aaaa;
-				len = sizeof *s6;
-			} else {
-				struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-				s4->sin_family = AF_INET;
-				s4->sin_addr = a->rrs[i].a;
-				len = sizeof *s4;
-			}
-			if (dl_res_add(&p->res, p->name, (struct sockaddr *)&ss, len, p->port) < 0) {
-				dl_res_fail(&p->res, 451, "4.3.0", "out of memory");
-				break;
-			}
-		}
-	} else if (a->status == NET_DNS_TEMPFAIL || a->status == NET_DNS_BOGUS) {
-		if (p->res.ntargets == 0 && p->res.code == 0)
-			dl_res_fail(&p->res, 451, "4.4.3", "cannot resolve %s: %s", p->name,
-				    a->why ? a->why : net_dns_status_name(a->status));
+	f->asked = 1;
+	f->status = a->status;
+	for (size_t i = 0; a->status == NET_DNS_OK && i < a->count && f->n < DELIVER_MX_ADDRS_MAX;
+	     i++) {
+		if (v6)
+			memcpy(f->addr[f->n++], &a->rrs[i].aaaa, 16);
+		else
+			memcpy(f->addr[f->n++], &a->rrs[i].a, 4);
 	}
+	if (a->status == NET_DNS_TEMPFAIL || a->status == NET_DNS_BOGUS)
+		util_strlcpy(f->why, a->why ? a->why : net_dns_status_name(a->status), sizeof f->why);
 	if (p->outstanding > 0)
 		return;
-	if (p->res.ntargets > 0) {
-		const struct config_delivery *dc = p->e->dc;
-		/* the preferred family first, or only */
-		struct dl_target *t = p->res.targets;
-		size_t n = p->res.ntargets, k = 0;
-		struct dl_target *sorted = calloc(n, sizeof *sorted);
-		int first = dc->ip_pref == CONFIG_IP_IPV6_FIRST || dc->ip_pref == CONFIG_IP_IPV6_ONLY
-				    ? AF_INET6
-				    : AF_INET;
-		if (sorted == NULL) {
-			dl_res_fail(&p->res, 451, "4.3.0", "out of memory");
-		} else {
-			for (int pass = 0; pass < 2; pass++) {
-				if (pass == 1 && (dc->ip_pref == CONFIG_IP_IPV4_ONLY ||
-						  dc->ip_pref == CONFIG_IP_IPV6_ONLY))
-					break;
-				for (size_t i = 0; i < n; i++)
-					if ((t[i].addr.ss_family == first) == (pass == 0))
-						sorted[k++] = t[i];
-			}
-			free(p->res.targets);
-			p->res.targets = sorted;
-			p->res.ntargets = k;
-			p->res.code = 0;
+
+	memset(&o, 0, sizeof o);
+	o.ip_pref = p->e->dc->ip_pref;
+	o.port = p->port;
+	memset(&mr, 0, sizeof mr);
+	util_strlcpy(mr.domain, p->name, sizeof mr.domain);
+	if (deliver_mx_targets(&p->host, 1, &o, &mr) == DELIVER_MX_OK) {
+		dl_mx_targets(p, &mr);
+		deliver_mx_result_clear(&mr);
+	} else if (strcmp(mr.enhanced, "4.3.0") == 0) {
+		dl_res_fail(&p->res, 451, "4.3.0", "out of memory");
+	} else {
+		for (int k = 0; k < 2 && why == NULL; k++) {
+			const struct deliver_mx_family *g = k ? &p->host.v6 : &p->host.v4;
+			if (g->status == NET_DNS_TEMPFAIL || g->status == NET_DNS_BOGUS)
+				why = g->why;
 		}
+		if (why != NULL)
+			dl_res_fail(&p->res, 451, "4.4.3", "cannot resolve %s: %s", p->name, why);
+		else
+			dl_res_fail(&p->res, 451, "4.4.4", "%s has no usable address", p->name);
 	}
-	if (p->res.ntargets == 0 && p->res.code == 0)
-		dl_res_fail(&p->res, 451, "4.4.4", "%s has no usable address", p->name);
 	dl_pending_finish(p);
 }
 
@@ -174,17 +163,9 @@ static void dl_now_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- MX ------------------------------------------------------------------------ */
 
-static void dl_mx_done(void *ctx, const struct deliver_mx_result *r)
+/* The targets of an MX (or route host) result, TLSA records copied. */
+static void dl_mx_targets(struct dl_pending_resolve *p, const struct deliver_mx_result *r)
 {
-	struct dl_pending_resolve *p = ctx;
-
-	p->mx_id = 0;
-	if (r->status != DELIVER_MX_OK) {
-		dl_res_fail(&p->res, r->status == DELIVER_MX_PERM ? 550 : 451, r->enhanced, "%s",
-			    r->text);
-		dl_pending_finish(p);
-		return;
-	}
 	for (size_t i = 0; i < r->ntargets; i++) {
 		const struct deliver_mx_target *mt = &r->targets[i];
 		struct dl_target *t;
@@ -209,6 +190,20 @@ static void dl_mx_done(void *ctx, const struct deliver_mx_result *r)
 			t->tlsa_n++;
 		}
 	}
+}
+
+static void dl_mx_done(void *ctx, const struct deliver_mx_result *r)
+{
+	struct dl_pending_resolve *p = ctx;
+
+	p->mx_id = 0;
+	if (r->status != DELIVER_MX_OK) {
+		dl_res_fail(&p->res, r->status == DELIVER_MX_PERM ? 550 : 451, r->enhanced, "%s",
+			    r->text);
+		dl_pending_finish(p);
+		return;
+	}
+	dl_mx_targets(p, r);
 	dl_pending_finish(p);
 }
 
@@ -259,13 +254,22 @@ int dl_resolve(struct deliver_engine *e, const char *dest, const struct config_r
 			}
 			return 0;
 		}
-		p->outstanding = 2;
-		if (net_resolve(e->resolver, route->host, NET_DNS_A, dl_host_answer, p, &p->q[0]) < 0)
-			goto fail;
-		if (net_resolve(e->resolver, route->host, NET_DNS_AAAA, dl_host_answer, p, &p->q[1]) <
-		    0) {
-			net_resolve_cancel(e->resolver, p->q[0]);
-			goto fail;
+		/* a name: the families ip_preference allows */
+		{
+			int want4 = e->dc->ip_pref != CONFIG_IP_IPV6_ONLY;
+			int want6 = e->dc->ip_pref != CONFIG_IP_IPV4_ONLY;
+
+			util_strlcpy(p->host.name, route->host, sizeof p->host.name);
+			p->outstanding = want4 + want6;
+			if (want4 && net_resolve(e->resolver, route->host, NET_DNS_A, dl_host_answer,
+						 p, &p->q[0]) < 0)
+				goto fail;
+			if (want6 && net_resolve(e->resolver, route->host, NET_DNS_AAAA,
+						 dl_host_answer, p, &p->q[1]) < 0) {
+				if (want4)
+					net_resolve_cancel(e->resolver, p->q[0]);
+				goto fail;
+			}
 		}
 		return 0;
 	}

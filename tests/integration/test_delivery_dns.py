@@ -50,7 +50,7 @@ def peers():
         p.stop()
 
 
-def dns_sluice(sluice_factory, dns, mx_port, extra="", dnssec=False):
+def dns_sluice(sluice_factory, dns, mx_port, extra="", dnssec=False, routes=""):
     """A sluiced resolving with the test DNS server only; mail back to acme.example (the
     DSNs) goes to a sink route so bounces can be read."""
     sink = MXPeer(host="127.0.0.1", port=free_port()).start()
@@ -70,7 +70,7 @@ def dns_sluice(sluice_factory, dns, mx_port, extra="", dnssec=False):
         g += f"dnssec = on\nresolver_trust_anchor = {anchor}\n"
     sl = sluice_factory(extra_global=g + extra,
                         extra_sections=f"[route sink]\ndomains = acme.example\n"
-                                       f"host = 127.0.0.1:{sink.port}\ntls = none\n")
+                                       f"host = 127.0.0.1:{sink.port}\ntls = none\n{routes}")
     sl.sink = sink
     return sl
 
@@ -211,3 +211,47 @@ def test_ipv6_only_mx(sluice_factory, dns, mx_port, peers, cleanup_sinks):
     msgs = p.wait_messages(1, timeout=30)
     assert len(msgs) == 1 and msgs[0]["peer"] == "::1", (msgs, sl.log_tail(20))
     assert "[::1]" in sl.log_text()
+
+
+@pytest.mark.parametrize("pref", ["ipv4", "ipv6"])
+def test_route_host_by_name_family_order(sluice_factory, dns, mx_port, peers, cleanup_sinks,
+                                         pref):
+    """A route's host given by name: its A and AAAA records are tried in ip_preference
+    order, like an MX host's.  mx1.multi has 127.0.0.11 and ::1; only the address of the
+    family tried second listens, so delivery shows both the order and the fallback."""
+    from sluicelib import have_ipv6
+    if not have_ipv6():
+        pytest.skip("no IPv6 loopback on this machine")
+    made, make = peers
+    second = "::1" if pref == "ipv4" else "127.0.0.11"
+    first = "127.0.0.11" if pref == "ipv4" else "::1"
+    p = make(second, mx_port)
+    sl = dns_sluice(sluice_factory, dns, mx_port, extra=f"ip_preference = {pref}\n",
+                    routes=f"[route esp]\ndomains = example.org\n"
+                           f"host = mx1.multi.sluice.test:{mx_port}\ntls = none\n")
+    cleanup_sinks.append(sl)
+    submit(sl, "r@example.org", token())
+    msgs = p.wait_messages(1, timeout=30)
+    assert len(msgs) == 1, sl.log_tail(30)
+    sent_line = f"relay=mx1.multi.sluice.test[{second}]:{mx_port} status=sent"
+    assert wait_for(lambda: sent_line in sl.log_text(), timeout=10), sl.log_tail(30)
+    log = sl.log_text()
+    tried = log.index(f"connect failed relay=mx1.multi.sluice.test[{first}]")
+    assert tried < log.index(sent_line), sl.log_tail(30)
+
+
+def test_route_host_dns_failure_defers(sluice_factory, dns, mx_port, peers, cleanup_sinks):
+    """A route host whose name cannot be resolved (SERVFAIL): deferred with 4.4.3 naming
+    the host; nothing is bounced."""
+    sl = dns_sluice(sluice_factory, dns, mx_port, extra="retry_schedule = 1h\n",
+                    routes="[route esp]\ndomains = example.org\n"
+                           "host = mx.dead.sluice.test:2525\ntls = none\n")
+    cleanup_sinks.append(sl)
+    qid, _ = submit(sl, "r@example.org", token())
+    assert wait_for(lambda: rcpt_states(sl, qid)["r@example.org"]["attempts"] >= 1,
+                    timeout=30), sl.log_tail(30)
+    r = rcpt_states(sl, qid)["r@example.org"]
+    assert r["state"] == "pending", r
+    assert r["last_reply"].startswith("451 4.4.3"), r
+    assert "mx.dead.sluice.test" in r["last_reply"], r
+    assert sl.sink.messages == []

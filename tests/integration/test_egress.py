@@ -353,6 +353,10 @@ def test_exception_survives_a_reboot_with_the_time_left(net):
     # a reboot: the kernel forgets every table ...
     net.sh("gw", "nft delete table inet sluice")
     assert net.connect("cust", INET, 25, CUST2)["state"] == "connected"  # no rules at all
+    out = net.cli_gw("egress", "status").stdout.decode()
+    assert out == "table inet sluice is not loaded (run 'sluice egress apply')\n", out
+    assert json.loads(net.cli_gw("egress", "status", "--json").stdout)["loaded"] is False
+    assert json.loads(net.cli_gw("egress", "blocked", "--json").stdout) == []
     # ... while time passes: 100 s left for acme's, beta's ran out meanwhile
     db = sqlite3.connect(str(net.root / "state" / "sluice.db"), timeout=10)
     now = int(time.time())

@@ -171,6 +171,8 @@ static int subject_quota(struct store *st, struct subject *s, int64_t tenant_id,
 	char *err = NULL;
 	int64_t cred = s->kind == POLICY_CREDENTIAL ? s->id : -1;
 
+	if (s->day == now_s / 86400 && s->month >= 0)
+		return 0; /* the common case: no calendar arithmetic */
 	calendar(now_s, &day, &month, &day_end, &mstart, &mend);
 	if (s->month != month) {
 		if (store_usage_sum(st, tenant_id, cred, "accepted_recipients", mstart / 3600,
@@ -371,7 +373,8 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 	*reason_r = "ok";
 	if ((n = subjects_of(pl, st, c, now_us / US_PER_SECOND, subj)) < 0)
 		return store_failed(v_r, reason_r);
-	calendar(now_us / US_PER_SECOND, &day, &month, &day_end, &mstart, &mend);
+	day = subj[0]->day;
+	month = subj[0]->month;
 	for (int i = 0; i < n; i++) {
 		struct subject *s = subj[i];
 		uint64_t lim = s->lim[POLICY_RECIPIENTS_PER_MESSAGE];
@@ -388,6 +391,7 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 		}
 		lim = s->lim[POLICY_QUOTA_MONTH];
 		if (lim != 0 && s->stats.quota_month_used + 1 > lim) {
+			calendar(now_us / US_PER_SECOND, &day, &month, &day_end, &mstart, &mend);
 			iso_time(mend, when);
 			verdict(v_r, 550, "5.7.1",
 			        "Monthly quota reached: %s may send to %llu recipients a month; it "
@@ -399,7 +403,7 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 		}
 		lim = s->lim[POLICY_QUOTA_DAY];
 		if (lim != 0 && s->stats.quota_day_used + 1 > lim) {
-			iso_time(day_end, when);
+			iso_time((now_us / US_PER_SECOND / 86400 + 1) * 86400, when);
 			verdict(v_r, 452, "4.5.3",
 			        "Daily quota reached: %s may send to %llu recipients a day; it renews "
 			        "at %s",

@@ -293,11 +293,19 @@ def test_domain_check_pass_and_each_fail(sluice_factory, nsd, peer):
 
 
 def test_verify_by_dns_token(sluice_factory, nsd, peer):
-    """An unverified domain may not send; `domain verify` finds the token in DNS."""
+    """An unverified domain may not send; `domain verify` finds the token in DNS, and then
+    it sends, signed for its own d=."""
     sl, recs = make_sluice(sluice_factory, nsd, peer)
     out = sl.cli("domain", "add", "acme", "new." + DOMAIN).stdout.decode()
     recs2 = txt_lines(out)
     nsd.set_mail_zone(recs)
+    sl.start()
+    new_from = f"bob@new.{DOMAIN}"
+    with smtplib.SMTP("127.0.0.1", sl.ports["submission"], timeout=60) as c:
+        c.starttls(context=client_tls_context())
+        c.login("acme", ACME_PW)
+        code, reply = c.mail(new_from)
+        assert code == 553 and b"not verified" in reply, (code, reply)
     r = sl.cli("domain", "verify", "new." + DOMAIN, check=False)
     assert r.returncode == 1 and b"_sluice-verify.new." in r.stdout, r.stdout
     listed = json.loads(sl.cli("domain", "list", "--json").stdout)
@@ -307,6 +315,16 @@ def test_verify_by_dns_token(sluice_factory, nsd, peer):
     assert b"token found in DNS" in r.stdout
     listed = json.loads(sl.cli("domain", "list", "--json").stdout)
     assert [d["verified"] for d in listed if d["domain"] == "new." + DOMAIN] == [True]
+    msg = (f"From: <{new_from}>\r\nTo: <bob@example.org>\r\nSubject: verified now\r\n"
+           f"Date: Mon, 30 Nov 2026 06:00:00 +0000\r\n\r\nhello\r\n").encode()
+    with smtplib.SMTP("127.0.0.1", sl.ports["submission"], timeout=60) as c:
+        c.starttls(context=client_tls_context())
+        c.login("acme", ACME_PW)
+        c.sendmail(new_from, ["bob@example.org"], msg)
+    assert len(peer.wait_messages(1, timeout=30)) == 1, sl.log_tail(20)
+    raw = peer.messages[0]["data"]
+    assert {tag(s, b"d") for s in signatures(raw)} == {"new." + DOMAIN}
+    assert verify_all(raw, dnsfunc(nsd)) == [True, True]
 
 
 def test_rotate_dkim(sluice_factory, nsd, peer):

@@ -34,7 +34,8 @@ static int cli_nft_write(int fd, const void *p, size_t n)
 	const char *c = p;
 
 	while (n > 0) {
-		ssize_t w = write(fd, c, n);
+		/* a socket: a helper that died is an error here, not a SIGPIPE */
+		ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)

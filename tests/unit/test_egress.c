@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "egress/egress.h"
+#include "util/config.h"
 
 /* ---- cidr ------------------------------------------------------------------- */
 
@@ -345,12 +347,85 @@ static void test_status_bad_json(void **state)
 	free(err);
 }
 
+/* ---- configuration -------------------------------------------------------------- */
+
+static int load(const char *text, struct sluice_config *cfg, char **err_r)
+{
+	char path[] = "/tmp/sluice-test-egress-conf-XXXXXX";
+	int fd = mkstemp(path), rc;
+	FILE *f;
+
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fputs("store = sqlite:/tmp/x.db\nspool_dir = /tmp/spool\n", f);
+	fputs(text, f);
+	fclose(f);
+	config_defaults(cfg);
+	*err_r = NULL;
+	rc = config_load(path, cfg, err_r);
+	unlink(path);
+	return rc;
+}
+
+static void test_config_keys(void **state)
+{
+	struct sluice_config cfg;
+	char *err = NULL;
+
+	(void)state;
+	assert_int_equal(load("", &cfg, &err), 0);
+	assert_int_equal(cfg.egress.ncustomers, 0);
+	assert_int_equal(cfg.egress.log_rate, 10);
+	assert_int_equal(cfg.egress.blocked_timeout, 7 * 86400);
+	assert_false(cfg.egress.apply_on_change);
+	config_free(&cfg);
+
+	assert_int_equal(load("egress_customer_networks = 198.18.1.0/24, 2001:db8::/32\n"
+	                      "egress_customer_networks = 198.18.3.0/24\n"
+	                      "egress_relay_addresses = 198.18.2.10\n"
+	                      "egress_private_networks = 10.0.0.0/8 192.168.0.0/16\n"
+	                      "egress_log_rate = 0\n"
+	                      "egress_blocked_timeout = 12h\n"
+	                      "egress_apply = on\n",
+	                      &cfg, &err),
+	                 0);
+	assert_int_equal(cfg.egress.ncustomers, 3);
+	assert_string_equal(cfg.egress.customers[1], "2001:db8::/32");
+	assert_string_equal(cfg.egress.customers[2], "198.18.3.0/24");
+	assert_int_equal(cfg.egress.nrelays, 1);
+	assert_int_equal(cfg.egress.nprivates, 2);
+	assert_int_equal(cfg.egress.log_rate, 0);
+	assert_int_equal(cfg.egress.blocked_timeout, 43200);
+	assert_true(cfg.egress.apply_on_change);
+	config_free(&cfg);
+
+	static const char *const bad[] = {
+	    "egress_customer_networks = example.org\n",
+	    "egress_relay_addresses = 198.18.2.10;flush\n",
+	    "egress_log_rate = lots\n",
+	    "egress_log_rate = 1000000\n",
+	    "egress_blocked_timeout = 0\n",
+	    "egress_blocked_timeout = 400d\n",
+	    "egress_apply = maybe\n",
+	    "egress_nosuch = 1\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		if (load(bad[i], &cfg, &err) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_non_null(strstr(err, ":3: egress_"));
+		free(err);
+		config_free(&cfg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cidr_parse),   cmocka_unit_test(test_cidr_contains),
 	    cmocka_unit_test(test_render_table), cmocka_unit_test(test_render_errors),
 	    cmocka_unit_test(test_status_parse), cmocka_unit_test(test_status_bad_json),
+	    cmocka_unit_test(test_config_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

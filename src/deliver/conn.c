@@ -72,21 +72,6 @@ static int dl_conn_flush(struct dl_conn *c);
 
 /* ---- life cycle ------------------------------------------------------------ */
 
-static void dl_set_fail(struct dl_conn *c, int code, const char *enhanced, const char *fmt, ...)
-	UTIL_PRINTF(4, 5);
-
-static void dl_set_fail(struct dl_conn *c, int code, const char *enhanced, const char *fmt, ...)
-{
-	va_list ap;
-
-	c->fail.code = code;
-	util_strlcpy(c->fail.enhanced, enhanced, sizeof c->fail.enhanced);
-	va_start(ap, fmt);
-	vsnprintf(c->fail.text, sizeof c->fail.text, fmt, ap);
-	va_end(ap);
-	c->fail.local = 1;
-}
-
 static void dl_conn_drop_socket(struct dl_conn *c)
 {
 	if (c->ev) {
@@ -128,7 +113,7 @@ static void dl_conn_finish(struct dl_conn *c)
 		struct dl_job *j = c->job;
 		c->job = NULL;
 		if (c->fail.code == 0)
-			dl_set_fail(c, 451, "4.4.0", "delivery interrupted");
+			dl_reply_set(&c->fail, 451, "4.4.0", "delivery interrupted");
 		dl_outcome(e, j, &c->fail, 0, c->remote[0] ? c->remote : NULL);
 	}
 	*c->prevp = c->next;
@@ -147,7 +132,7 @@ void dl_conn_close_all(struct deliver_engine *e)
 {
 	while (e->conns) {
 		struct dl_conn *c = e->conns;
-		dl_set_fail(c, 451, "4.3.2", "sluice is shutting down");
+		dl_reply_set(&c->fail, 451, "4.3.2", "sluice is shutting down");
 		dl_conn_finish(c);
 	}
 }
@@ -177,7 +162,7 @@ static void dl_conn_targets_ready(struct dl_conn *c)
 {
 	if (c->ntargets == 0) {
 		if (c->fail.code == 0)
-			dl_set_fail(c, 451, "4.4.4", "no address to deliver to");
+			dl_reply_set(&c->fail, 451, "4.4.4", "no address to deliver to");
 		dl_conn_finish(c);
 		return;
 	}
@@ -205,12 +190,10 @@ static void dl_conn_resolved(void *ctx, const struct dl_resolution *r)
 	struct dl_conn *c = ctx;
 
 	c->resolve_id = 0;
-	if (r->code >= 400) {
-		/* a permanent DNS answer (NXDOMAIN, null MX) fails the job now */
-		struct smtp_client_reply f = {.code = r->code, .local = 1};
-		util_strlcpy(f.enhanced, r->enhanced, sizeof f.enhanced);
-		util_strlcpy(f.text, r->text, sizeof f.text);
-		c->fail = f;
+	if (r->why.code >= 400) {
+		/* a DNS verdict for every recipient: NXDOMAIN or null MX fail
+		 * the job now, a DNS failure defers it */
+		c->fail = r->why;
 		dl_conn_finish(c);
 		return;
 	}
@@ -220,7 +203,7 @@ static void dl_conn_resolved(void *ctx, const struct dl_resolution *r)
 	if (r->ntargets > 0) {
 		c->targets = calloc(r->ntargets, sizeof *c->targets);
 		if (c->targets == NULL) {
-			dl_set_fail(c, 451, "4.3.0", "out of memory");
+			dl_reply_set(&c->fail, 451, "4.3.0", "out of memory");
 			dl_conn_finish(c);
 			return;
 		}
@@ -248,7 +231,7 @@ static void dl_conn_connect(struct dl_conn *c)
 	snprintf(c->remote, sizeof c->remote, "%s[%s]:%u", t->host, addr, (unsigned)t->port);
 	fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		dl_set_fail(c, 451, "4.4.1", "cannot make a socket: %s", strerror(errno));
+		dl_reply_set(&c->fail, 451, "4.4.1", "cannot make a socket: %s", strerror(errno));
 		dl_conn_next_target(c);
 		return;
 	}
@@ -256,12 +239,12 @@ static void dl_conn_connect(struct dl_conn *c)
 	c->conn.ssl = NULL;
 	c->tried++;
 	if ((c->ev = event_new(c->e->base, fd, EV_WRITE, dl_conn_event, c)) == NULL) {
-		dl_set_fail(c, 451, "4.3.0", "out of memory");
+		dl_reply_set(&c->fail, 451, "4.3.0", "out of memory");
 		dl_conn_next_target(c);
 		return;
 	}
 	if (connect(fd, (const struct sockaddr *)&t->addr, t->addrlen) < 0 && errno != EINPROGRESS) {
-		dl_set_fail(c, 451, "4.4.1", "connect to %s: %s", c->remote, strerror(errno));
+		dl_reply_set(&c->fail, 451, "4.4.1", "connect to %s: %s", c->remote, strerror(errno));
 		log_info("deliver conn=%llu connect failed relay=%s error=\"%s\"",
 			 (unsigned long long)c->id, c->remote, strerror(errno));
 		dl_conn_next_target(c);
@@ -337,7 +320,7 @@ static int dl_conn_start_tls(struct dl_conn *c)
 		p.mode = NET_TLS_OPPORTUNISTIC;
 	}
 	if (net_conn_tls_start_client(&c->conn, ctx, &p, &why) < 0) {
-		dl_set_fail(c, 451, "4.7.5", "TLS could not start: %s", why ? why : "?");
+		dl_reply_set(&c->fail, 451, "4.7.5", "TLS could not start: %s", why ? why : "?");
 		return -1;
 	}
 	c->state = DC_HANDSHAKE;
@@ -364,7 +347,7 @@ static int dl_conn_new_client(struct dl_conn *c)
 	cc.timeout_data_end_ms = dc->timeout_data_end * 1000;
 	c->smtp = smtp_client_new(&cc);
 	if (c->smtp == NULL) {
-		dl_set_fail(c, 451, "4.3.0", "out of memory");
+		dl_reply_set(&c->fail, 451, "4.3.0", "out of memory");
 		return -1;
 	}
 	return 0;
@@ -378,7 +361,7 @@ static void dl_conn_connected(struct dl_conn *c)
 	if (getsockopt(c->conn.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err != 0) {
-		dl_set_fail(c, 451, "4.4.1", "connect to %s: %s", c->remote, strerror(err));
+		dl_reply_set(&c->fail, 451, "4.4.1", "connect to %s: %s", c->remote, strerror(err));
 		log_info("deliver conn=%llu connect failed relay=%s error=\"%s\"",
 			 (unsigned long long)c->id, c->remote, strerror(err));
 		dl_conn_next_target(c);
@@ -414,10 +397,9 @@ static int dl_conn_load(struct dl_conn *c, struct dl_job *j)
 	if (j->data == NULL)
 		r = spool_load(c->e->spool, j->m->id, &sm);
 	if (r != 0) {
-		struct smtp_client_reply f = {.code = 451, .local = 1};
-		util_strlcpy(f.enhanced, "4.3.0", sizeof f.enhanced);
-		util_strlcpy(f.text, r > 0 ? "message no longer in the queue" : "cannot read the queue",
-			     sizeof f.text);
+		struct smtp_client_reply f;
+		dl_reply_set(&f, 451, "4.3.0", "%s",
+			     r > 0 ? "message no longer in the queue" : "cannot read the queue");
 		if (r > 0)
 			j->m->gone = 1;
 		dl_outcome(c->e, j, &f, 0, NULL);
@@ -438,10 +420,9 @@ static int dl_conn_load(struct dl_conn *c, struct dl_job *j)
 			break; /* end of the header */
 	}
 	if (received > c->e->dc->max_received) {
-		struct smtp_client_reply f = {.code = 554, .local = 1};
-		util_strlcpy(f.enhanced, "5.4.6", sizeof f.enhanced);
-		snprintf(f.text, sizeof f.text, "mail loop: %u Received headers (limit %u)", received,
-			 c->e->dc->max_received);
+		struct smtp_client_reply f;
+		dl_reply_set(&f, 554, "5.4.6", "mail loop: %u Received headers (limit %u)", received,
+			     c->e->dc->max_received);
 		dl_outcome(c->e, j, &f, 0, NULL);
 		return -1;
 	}
@@ -592,7 +573,7 @@ static int dl_conn_ready(struct dl_conn *c)
 	free(c->rcpt_ptrs);
 	c->rcpt_ptrs = calloc(sj->nrcpts, sizeof *c->rcpt_ptrs);
 	if (c->rcpt_ptrs == NULL) {
-		dl_set_fail(c, 451, "4.3.0", "out of memory");
+		dl_reply_set(&c->fail, 451, "4.3.0", "out of memory");
 		smtp_client_quit(c->smtp);
 		return 1;
 	}
@@ -607,7 +588,7 @@ static int dl_conn_ready(struct dl_conn *c)
 	c->msg.eightbit = (j->m->flags & SPOOL_MSG_8BIT) != 0;
 	c->msg.smtputf8 = (j->m->flags & SPOOL_MSG_SMTPUTF8) != 0;
 	if (smtp_client_send(c->smtp, &c->msg) < 0) {
-		dl_set_fail(c, 451, "4.3.0", "message could not be sent");
+		dl_reply_set(&c->fail, 451, "4.3.0", "message could not be sent");
 		smtp_client_quit(c->smtp);
 		return 1;
 	}
@@ -713,7 +694,7 @@ static void dl_conn_run(struct dl_conn *c)
 			if (r != NET_IO_OK) {
 				const char *why = NULL;
 				net_conn_tls_verified(&c->conn, &why);
-				dl_set_fail(c, 451, "4.7.5", "TLS handshake with %s failed: %s",
+				dl_reply_set(&c->fail, 451, "4.7.5", "TLS handshake with %s failed: %s",
 					    c->remote, why ? why : "error");
 				log_info("deliver conn=%llu tls failed relay=%s reason=\"%s\"",
 					 (unsigned long long)c->id, c->remote, why ? why : "error");
@@ -792,13 +773,13 @@ static void dl_conn_event(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_TIMEOUT) {
 		switch (c->state) {
 		case DC_CONNECTING:
-			dl_set_fail(c, 451, "4.4.1", "connect to %s: timed out", c->remote);
+			dl_reply_set(&c->fail, 451, "4.4.1", "connect to %s: timed out", c->remote);
 			log_info("deliver conn=%llu connect timeout relay=%s",
 				 (unsigned long long)c->id, c->remote);
 			dl_conn_next_target(c);
 			return;
 		case DC_HANDSHAKE:
-			dl_set_fail(c, 451, "4.4.2", "TLS handshake with %s timed out", c->remote);
+			dl_reply_set(&c->fail, 451, "4.4.2", "TLS handshake with %s timed out", c->remote);
 			dl_conn_next_target(c);
 			return;
 		case DC_SMTP:
@@ -846,7 +827,7 @@ void dl_conn_open(struct deliver_engine *e, struct sched_conn *sc, struct dl_job
 	c->prevp = &e->conns;
 	e->nconns++;
 	if (dl_resolve(e, c->dest, c->route, dl_conn_resolved, c, &c->resolve_id) < 0) {
-		dl_set_fail(c, 451, "4.4.3", "cannot resolve %s",
+		dl_reply_set(&c->fail, 451, "4.4.3", "cannot resolve %s",
 			    c->route ? c->route->host : c->dest);
 		dl_conn_finish(c);
 	}

@@ -88,9 +88,7 @@ struct dl_target {
 
 /* What resolution found for a destination. */
 struct dl_resolution {
-	int code;             /* 0 ok; else 4xx/5xx for every recipient */
-	char enhanced[16];
-	char text[256];
+	struct smtp_client_reply why; /* code 0 ok; else 4xx/5xx for every recipient */
 	struct dl_target *targets;
 	size_t ntargets;
 };
@@ -154,6 +152,11 @@ struct deliver_engine {
 	deliver_outcome_fn *outcome_fn;
 	void *outcome_ctx;
 };
+
+/* A reply sluice makes up itself (.local = 1): a failure to connect, to
+ * resolve, a loop...  text is printf-style. */
+void dl_reply_set(struct smtp_client_reply *r, int code, const char *enhanced, const char *fmt,
+		  ...) UTIL_PRINTF(4, 5);
 
 /* engine.c */
 struct dl_msg *dl_msg_find(struct deliver_engine *e, const char *id);

@@ -158,6 +158,20 @@ fail:
 
 /* ---- the scheduler ------------------------------------------------------- */
 
+void dl_reply_set(struct smtp_client_reply *r, int code, const char *enhanced, const char *fmt,
+		  ...)
+{
+	va_list ap;
+
+	memset(r, 0, sizeof *r);
+	r->code = code;
+	util_strlcpy(r->enhanced, enhanced, sizeof r->enhanced);
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof r->text, fmt, ap);
+	va_end(ap);
+	r->local = 1;
+}
+
 int64_t dl_now_ms(void)
 {
 	struct timespec ts;

@@ -62,21 +62,6 @@ static void dl_pending_finish(struct dl_pending_resolve *p)
 	free(p);
 }
 
-static void dl_res_fail(struct dl_resolution *r, int code, const char *enhanced, const char *fmt,
-			...) UTIL_PRINTF(4, 5);
-
-static void dl_res_fail(struct dl_resolution *r, int code, const char *enhanced, const char *fmt,
-			...)
-{
-	va_list ap;
-
-	r->code = code;
-	util_strlcpy(r->enhanced, enhanced, sizeof r->enhanced);
-	va_start(ap, fmt);
-	vsnprintf(r->text, sizeof r->text, fmt, ap);
-	va_end(ap);
-}
-
 static int dl_res_add(struct dl_resolution *r, const char *host, const struct sockaddr *sa,
 		      socklen_t len, uint16_t port)
 {
@@ -139,7 +124,7 @@ static void dl_host_answer(void *ctx, const struct net_dns_answer *a)
 		dl_mx_targets(p, &mr);
 		deliver_mx_result_clear(&mr);
 	} else if (strcmp(mr.enhanced, "4.3.0") == 0) {
-		dl_res_fail(&p->res, 451, "4.3.0", "out of memory");
+		dl_reply_set(&p->res.why, 451, "4.3.0", "out of memory");
 	} else {
 		for (int k = 0; k < 2 && why == NULL; k++) {
 			const struct deliver_mx_family *g = k ? &p->host.v6 : &p->host.v4;
@@ -147,9 +132,9 @@ static void dl_host_answer(void *ctx, const struct net_dns_answer *a)
 				why = g->why;
 		}
 		if (why != NULL)
-			dl_res_fail(&p->res, 451, "4.4.3", "cannot resolve %s: %s", p->name, why);
+			dl_reply_set(&p->res.why, 451, "4.4.3", "cannot resolve %s: %s", p->name, why);
 		else
-			dl_res_fail(&p->res, 451, "4.4.4", "%s has no usable address", p->name);
+			dl_reply_set(&p->res.why, 451, "4.4.4", "%s has no usable address", p->name);
 	}
 	dl_pending_finish(p);
 }
@@ -171,7 +156,7 @@ static void dl_mx_targets(struct dl_pending_resolve *p, const struct deliver_mx_
 		struct dl_target *t;
 		if (dl_res_add(&p->res, mt->host, (const struct sockaddr *)&mt->addr, mt->addrlen,
 			       p->port) < 0) {
-			dl_res_fail(&p->res, 451, "4.3.0", "out of memory");
+			dl_reply_set(&p->res.why, 451, "4.3.0", "out of memory");
 			break;
 		}
 		t = &p->res.targets[p->res.ntargets - 1];
@@ -198,7 +183,7 @@ static void dl_mx_done(void *ctx, const struct deliver_mx_result *r)
 
 	p->mx_id = 0;
 	if (r->status != DELIVER_MX_OK) {
-		dl_res_fail(&p->res, r->status == DELIVER_MX_PERM ? 550 : 451, r->enhanced, "%s",
+		dl_reply_set(&p->res.why, r->status == DELIVER_MX_PERM ? 550 : 451, r->enhanced, "%s",
 			    r->text);
 		dl_pending_finish(p);
 		return;

@@ -19,15 +19,11 @@
 const char *scan_outcome_name(enum scan_outcome o)
 {
 	static const char *names[SCAN_NOUTCOMES] = {
-		[SCAN_OUT_CLEAN] = "clean",
-		[SCAN_OUT_VIRUS] = "virus",
-		[SCAN_OUT_REJECT] = "reject",
-		[SCAN_OUT_SOFT_REJECT] = "soft-reject",
-		[SCAN_OUT_ADD_HEADER] = "add-header",
-		[SCAN_OUT_REWRITE_SUBJECT] = "rewrite-subject",
-		[SCAN_OUT_GREYLIST] = "greylist",
-		[SCAN_OUT_FAILED] = "failed",
-		[SCAN_OUT_SKIPPED] = "skipped",
+	    [SCAN_OUT_CLEAN] = "clean",           [SCAN_OUT_VIRUS] = "virus",
+	    [SCAN_OUT_REJECT] = "reject",         [SCAN_OUT_SOFT_REJECT] = "soft-reject",
+	    [SCAN_OUT_ADD_HEADER] = "add-header", [SCAN_OUT_REWRITE_SUBJECT] = "rewrite-subject",
+	    [SCAN_OUT_GREYLIST] = "greylist",     [SCAN_OUT_FAILED] = "failed",
+	    [SCAN_OUT_SKIPPED] = "skipped",
 	};
 	return (unsigned)o < SCAN_NOUTCOMES ? names[o] : "?";
 }
@@ -35,10 +31,10 @@ const char *scan_outcome_name(enum scan_outcome o)
 const char *scan_action_name(enum scan_action a)
 {
 	static const char *names[SCAN_NACTIONS] = {
-		[SCAN_ACCEPT] = "accept",
-		[SCAN_HOLD] = "hold",
-		[SCAN_TEMPFAIL] = "tempfail",
-		[SCAN_REFUSE] = "refuse",
+	    [SCAN_ACCEPT] = "accept",
+	    [SCAN_HOLD] = "hold",
+	    [SCAN_TEMPFAIL] = "tempfail",
+	    [SCAN_REFUSE] = "refuse",
 	};
 	return (unsigned)a < SCAN_NACTIONS ? names[a] : "?";
 }
@@ -52,12 +48,14 @@ const char *scan_scanner_name(enum scan_scanner s)
 
 static enum scan_action from_config(enum config_scan_action a)
 {
-	return a == CONFIG_SCAN_REFUSE ? SCAN_REFUSE : a == CONFIG_SCAN_HOLD ? SCAN_HOLD : SCAN_ACCEPT;
+	return a == CONFIG_SCAN_REFUSE ? SCAN_REFUSE
+	       : a == CONFIG_SCAN_HOLD ? SCAN_HOLD
+	                               : SCAN_ACCEPT;
 }
 
 /* What one scanner's answer asks for, with the reply it would give. */
 static enum scan_action one_action(const struct config_scan *cfg, enum scan_scanner who,
-				   const struct scan_result *r, struct scan_verdict *v)
+                                   const struct scan_result *r, struct scan_verdict *v)
 {
 	const char *sname = scan_scanner_name(who);
 	enum config_scan_action ca = CONFIG_SCAN_ACCEPT;
@@ -83,35 +81,35 @@ static enum scan_action one_action(const struct config_scan *cfg, enum scan_scan
 		v->code = 451;
 		util_strlcpy(v->enhanced, "4.3.0", sizeof v->enhanced);
 		snprintf(v->text, sizeof v->text,
-			 "Content scanner unavailable (%s), try again later", sname);
+		         "Content scanner unavailable (%s), try again later", sname);
 		return SCAN_TEMPFAIL;
 	case SCAN_OUT_SOFT_REJECT:
 		v->reason = "soft-reject";
 		v->code = 451;
 		util_strlcpy(v->enhanced, "4.7.1", sizeof v->enhanced);
 		snprintf(v->text, sizeof v->text,
-			 "Message deferred by the content filter (%s: soft reject)%.120s; "
-			 "try again later",
-			 sname, extra);
+		         "Message deferred by the content filter (%s: soft reject)%.120s; "
+		         "try again later",
+		         sname, extra);
 		return SCAN_TEMPFAIL;
 	case SCAN_OUT_VIRUS:
 		v->reason = "virus";
 		ca = cfg->clamd_virus;
 		snprintf(v->text, sizeof v->text, "Message refused: virus found (%s: %s)", sname,
-			 r->name);
+		         r->name);
 		break;
 	case SCAN_OUT_REJECT:
 	case SCAN_OUT_ADD_HEADER:
 	case SCAN_OUT_REWRITE_SUBJECT:
 	case SCAN_OUT_GREYLIST:
-		ca = r->outcome == SCAN_OUT_REJECT	     ? cfg->rspamd_reject
-		     : r->outcome == SCAN_OUT_ADD_HEADER     ? cfg->rspamd_add_header
+		ca = r->outcome == SCAN_OUT_REJECT            ? cfg->rspamd_reject
+		     : r->outcome == SCAN_OUT_ADD_HEADER      ? cfg->rspamd_add_header
 		     : r->outcome == SCAN_OUT_REWRITE_SUBJECT ? cfg->rspamd_rewrite_subject
-							      : cfg->rspamd_greylist;
+		                                              : cfg->rspamd_greylist;
 		v->reason = r->outcome == SCAN_OUT_REJECT ? "spam" : scan_outcome_name(r->outcome);
 		snprintf(v->text, sizeof v->text,
-			 "Message refused as spam (%s: %s, score %.2f/%.2f)%.120s", sname, r->name,
-			 r->score, r->required, extra);
+		         "Message refused as spam (%s: %s, score %.2f/%.2f)%.120s", sname, r->name,
+		         r->score, r->required, extra);
 		break;
 	case SCAN_NOUTCOMES:
 		break;
@@ -127,7 +125,7 @@ static enum scan_action one_action(const struct config_scan *cfg, enum scan_scan
 }
 
 void scan_decide(const struct config_scan *cfg, const int ran[SCAN_NSCANNERS],
-		 const struct scan_result results[SCAN_NSCANNERS], struct scan_verdict *v_r)
+                 const struct scan_result results[SCAN_NSCANNERS], struct scan_verdict *v_r)
 {
 	const char *accept_reason = NULL;
 
@@ -174,8 +172,8 @@ void scan_decide(const struct config_scan *cfg, const int ran[SCAN_NSCANNERS],
 struct scan_counts_entry {
 	struct scan_counts_entry *next;
 	int64_t tenant_id;
-	int all;           /* the tenant's total */
-	char *credential;  /* "" without AUTH; NULL for the total */
+	int all;          /* the tenant's total */
+	char *credential; /* "" without AUTH; NULL for the total */
 	struct scan_counts c;
 };
 
@@ -192,7 +190,7 @@ static size_t counts_hash(int64_t tenant_id, const char *cred)
 }
 
 static struct scan_counts_entry *counts_find(const struct scan *sc, int64_t tenant_id,
-					     const char *cred)
+                                             const char *cred)
 {
 	struct scan_counts_entry *e;
 
@@ -233,10 +231,10 @@ static struct scan_counts_entry *counts_get(struct scan *sc, int64_t tenant_id, 
 }
 
 static void counts_add(struct scan *sc, int64_t tenant_id, const char *cred,
-		       const struct scan_verdict *v)
+                       const struct scan_verdict *v)
 {
 	struct scan_counts_entry *es[2] = {counts_get(sc, tenant_id, NULL),
-					   counts_get(sc, tenant_id, cred ? cred : "")};
+	                                   counts_get(sc, tenant_id, cred ? cred : "")};
 
 	for (int k = 0; k < 2; k++) {
 		if (es[k] == NULL)
@@ -250,7 +248,7 @@ static void counts_add(struct scan *sc, int64_t tenant_id, const char *cred,
 }
 
 int scan_counts_get(const struct scan *sc, int64_t tenant_id, const char *credential,
-		    struct scan_counts *c_r)
+                    struct scan_counts *c_r)
 {
 	const struct scan_counts_entry *e = counts_find(sc, tenant_id, credential);
 
@@ -285,7 +283,7 @@ struct scan *scan_new(struct event_base *base, const struct config_scan *cfg, ch
 		if (scan_endpoint_parse(addr[i], i == SCAN_RSPAMD, &sc->ep[i], &why) < 0) {
 			struct buf b = BUF_INIT;
 			buf_printf(&b, "scan_%s = %s: %s", scan_scanner_name((enum scan_scanner)i),
-				   addr[i], why);
+			           addr[i], why);
 			*err_r = buf_export(&b, NULL);
 			free(sc);
 			return NULL;
@@ -347,31 +345,32 @@ static void job_log(const struct scan_job *job, const struct scan_verdict *v)
 			continue;
 		if (r->outcome == SCAN_OUT_FAILED)
 			log_warn("session=%016llx queue=%s scan scanner=%s outcome=failed "
-				 "reason=\"%s\" fail=%s elapsed_ms=%llu",
-				 (unsigned long long)job->session, job->queue_id, sname, r->text,
-				 cfg->fail_closed ? "closed" : "open",
-				 (unsigned long long)r->elapsed_ms);
+			         "reason=\"%s\" fail=%s elapsed_ms=%llu",
+			         (unsigned long long)job->session, job->queue_id, sname, r->text,
+			         cfg->fail_closed ? "closed" : "open",
+			         (unsigned long long)r->elapsed_ms);
 		else if (r->outcome == SCAN_OUT_SKIPPED)
 			log_info("session=%016llx queue=%s scan scanner=%s outcome=skipped "
-				 "reason=size size=%zu max=%llu",
-				 (unsigned long long)job->session, job->queue_id, sname, job->len,
-				 (unsigned long long)cfg->max_size);
+			         "reason=size size=%zu max=%llu",
+			         (unsigned long long)job->session, job->queue_id, sname, job->len,
+			         (unsigned long long)cfg->max_size);
 		else if (i == SCAN_CLAMD)
 			log_info("session=%016llx queue=%s scan scanner=%s outcome=%s%s%s%s "
-				 "elapsed_ms=%llu",
-				 (unsigned long long)job->session, job->queue_id, sname,
-				 scan_outcome_name(r->outcome), r->name[0] ? " name=\"" : "", r->name,
-				 r->name[0] ? "\"" : "", (unsigned long long)r->elapsed_ms);
+			         "elapsed_ms=%llu",
+			         (unsigned long long)job->session, job->queue_id, sname,
+			         scan_outcome_name(r->outcome), r->name[0] ? " name=\"" : "",
+			         r->name, r->name[0] ? "\"" : "",
+			         (unsigned long long)r->elapsed_ms);
 		else
 			log_info("session=%016llx queue=%s scan scanner=%s outcome=%s score=%.2f "
-				 "required=%.2f symbols=\"%s\" elapsed_ms=%llu",
-				 (unsigned long long)job->session, job->queue_id, sname,
-				 scan_outcome_name(r->outcome), r->score, r->required, r->symbols,
-				 (unsigned long long)r->elapsed_ms);
+			         "required=%.2f symbols=\"%s\" elapsed_ms=%llu",
+			         (unsigned long long)job->session, job->queue_id, sname,
+			         scan_outcome_name(r->outcome), r->score, r->required, r->symbols,
+			         (unsigned long long)r->elapsed_ms);
 	}
 	log_info("session=%016llx queue=%s scan verdict=%s reason=%s by=%s",
-		 (unsigned long long)job->session, job->queue_id, scan_action_name(v->action),
-		 v->reason, v->by >= 0 ? scan_scanner_name((enum scan_scanner)v->by) : "none");
+	         (unsigned long long)job->session, job->queue_id, scan_action_name(v->action),
+	         v->reason, v->by >= 0 ? scan_scanner_name((enum scan_scanner)v->by) : "none");
 }
 
 static void job_complete(evutil_socket_t fd, short what, void *arg)
@@ -402,7 +401,7 @@ void scan_job_conn_done(struct scan_conn *c)
 }
 
 int scan_start(struct scan *sc, const struct scan_request *rq, scan_done_cb *cb, void *ctx,
-	       struct scan_job **job_r)
+               struct scan_job **job_r)
 {
 	struct scan_job *job = calloc(1, sizeof *job);
 

@@ -26,15 +26,15 @@ enum scan_scanner { SCAN_CLAMD, SCAN_RSPAMD, SCAN_NSCANNERS };
 
 /* What one scanner said about one message. */
 enum scan_outcome {
-	SCAN_OUT_CLEAN,           /* clamd "OK", rspamd "no action" */
-	SCAN_OUT_VIRUS,           /* clamd "NAME FOUND" */
-	SCAN_OUT_REJECT,          /* rspamd actions, as named */
+	SCAN_OUT_CLEAN,  /* clamd "OK", rspamd "no action" */
+	SCAN_OUT_VIRUS,  /* clamd "NAME FOUND" */
+	SCAN_OUT_REJECT, /* rspamd actions, as named */
 	SCAN_OUT_SOFT_REJECT,
 	SCAN_OUT_ADD_HEADER,
 	SCAN_OUT_REWRITE_SUBJECT,
 	SCAN_OUT_GREYLIST,
-	SCAN_OUT_FAILED,          /* down, timeout, error reply, unreadable reply */
-	SCAN_OUT_SKIPPED,         /* larger than scan_max_size: not asked */
+	SCAN_OUT_FAILED,  /* down, timeout, error reply, unreadable reply */
+	SCAN_OUT_SKIPPED, /* larger than scan_max_size: not asked */
 	SCAN_NOUTCOMES
 };
 
@@ -58,13 +58,13 @@ struct scan_result {
 
 struct scan_verdict {
 	enum scan_action action;
-	int code;                  /* 250 for accept and hold */
+	int code; /* 250 for accept and hold */
 	char enhanced[16];
-	char text[256];            /* the reply text for tempfail and refuse */
-	const char *reason;        /* static log key: clean, skipped, virus, spam,
-				    * soft-reject, scanner-failed, ... */
-	int by;                    /* the scanner that decided, -1 none */
-	int ran[SCAN_NSCANNERS];   /* asked (or skipped) */
+	char text[256];          /* the reply text for tempfail and refuse */
+	const char *reason;      /* static log key: clean, skipped, virus, spam,
+	                          * soft-reject, scanner-failed, ... */
+	int by;                  /* the scanner that decided, -1 none */
+	int ran[SCAN_NSCANNERS]; /* asked (or skipped) */
 	struct scan_result results[SCAN_NSCANNERS];
 };
 
@@ -73,9 +73,9 @@ struct scan_verdict {
  * are needed (eof 0), -1 when the bytes are not such a reply.  Inputs need
  * not be NUL-terminated. */
 
-#define SCAN_CLAMD_REPLY_MAX 4096          /* a reply line, NUL or LF included */
-#define SCAN_HTTP_HEADER_MAX 16384         /* status line and headers */
-#define SCAN_HTTP_BODY_MAX (1024 * 1024)   /* rspamd's JSON */
+#define SCAN_CLAMD_REPLY_MAX 4096        /* a reply line, NUL or LF included */
+#define SCAN_HTTP_HEADER_MAX 16384       /* status line and headers */
+#define SCAN_HTTP_BODY_MAX (1024 * 1024) /* rspamd's JSON */
 
 /* clamd's INSTREAM reply: "stream: OK", "stream: NAME FOUND", "... ERROR",
  * ended by NUL (z-commands) or LF.  FOUND gives SCAN_OUT_VIRUS with the
@@ -100,8 +100,8 @@ int scan_rspamd_reply_parse(const char *json, size_t len, struct scan_result *r)
 struct scan_endpoint {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	char host[80];   /* for the Host: header; "localhost" for a unix socket */
-	char path[256];  /* HTTP path; "/checkv2" by default */
+	char host[80];  /* for the Host: header; "localhost" for a unix socket */
+	char path[256]; /* HTTP path; "/checkv2" by default */
 };
 /* "IP:PORT", "[IPv6]:PORT", "unix:/PATH", "/PATH"; with http set also
  * "http://IP:PORT[/PATH]".  0, or -1 with *why_r. */
@@ -112,7 +112,7 @@ int scan_endpoint_parse(const char *s, int http, struct scan_endpoint *e_r, cons
 /* One verdict from the scanners that ran (ran[i]), per cfg: the most
  * severe action wins, the first scanner on a tie.  Pure. */
 void scan_decide(const struct config_scan *cfg, const int ran[SCAN_NSCANNERS],
-		 const struct scan_result results[SCAN_NSCANNERS], struct scan_verdict *v_r);
+                 const struct scan_result results[SCAN_NSCANNERS], struct scan_verdict *v_r);
 
 const char *scan_outcome_name(enum scan_outcome o);
 const char *scan_action_name(enum scan_action a);
@@ -133,18 +133,18 @@ struct scan *scan_new(struct event_base *base, const struct config_scan *cfg, ch
 void scan_free(struct scan **sc);
 
 struct scan_request {
-	const char *data;          /* the message; valid until the callback or cancel */
+	const char *data; /* the message; valid until the callback or cancel */
 	size_t len;
-	uint64_t session;          /* for the log */
-	const char *queue_id;      /* rspamd's Queue-Id, the log */
-	const char *sender;        /* "" for the null sender */
+	uint64_t session;     /* for the log */
+	const char *queue_id; /* rspamd's Queue-Id, the log */
+	const char *sender;   /* "" for the null sender */
 	const char *const *rcpts;
 	size_t nrcpts;
-	const char *client_addr;   /* numeric */
+	const char *client_addr; /* numeric */
 	const char *helo;
-	const char *user;          /* the credential, NULL without AUTH */
-	int64_t tenant_id;         /* counted per tenant and per credential */
-	const char *hostname;      /* ours: rspamd's MTA-Name */
+	const char *user;     /* the credential, NULL without AUTH */
+	int64_t tenant_id;    /* counted per tenant and per credential */
+	const char *hostname; /* ours: rspamd's MTA-Name */
 };
 
 /* Called on the loop, never from inside scan_start(); the job is already
@@ -155,21 +155,21 @@ typedef void scan_done_cb(void *ctx, const struct scan_verdict *v);
  * the data).  0 with *job_r: cb runs exactly once unless the job is
  * cancelled first; -1 out of memory (cb never runs). */
 int scan_start(struct scan *sc, const struct scan_request *rq, scan_done_cb *cb, void *ctx,
-	       struct scan_job **job_r);
+               struct scan_job **job_r);
 /* Stop a job: its connections close, its callback never runs. */
 void scan_job_cancel(struct scan_job **job);
 
 /* ---- counts for containment ---------------------------------------------- */
 
 struct scan_counts {
-	uint64_t messages;                 /* verdicts given */
-	uint64_t outcome[SCAN_NOUTCOMES];  /* per scanner answer */
-	uint64_t action[SCAN_NACTIONS];    /* per verdict */
+	uint64_t messages;                /* verdicts given */
+	uint64_t outcome[SCAN_NOUTCOMES]; /* per scanner answer */
+	uint64_t action[SCAN_NACTIONS];   /* per verdict */
 };
 /* Counts since start of the tenant (credential NULL: all its credentials
  * and trusted-network mail together), or of one credential ("" for
  * mail without AUTH).  1 found, 0 nothing counted yet (*c_r zeroed). */
 int scan_counts_get(const struct scan *sc, int64_t tenant_id, const char *credential,
-		    struct scan_counts *c_r);
+                    struct scan_counts *c_r);
 
 #endif

@@ -45,7 +45,8 @@ int scan_clamd_request(struct scan_conn *c, const char *data, size_t len)
 	size_t chunks = (len + SCAN_CLAMD_CHUNK - 1) / SCAN_CLAMD_CHUNK, off;
 
 	buf_reset(&c->head);
-	if (buf_append(&c->head, cmd, sizeof cmd) < 0 || buf_reserve(&c->head, 4 * (chunks + 1)) < 0)
+	if (buf_append(&c->head, cmd, sizeof cmd) < 0 ||
+	    buf_reserve(&c->head, 4 * (chunks + 1)) < 0)
 		return -1;
 	for (size_t i = 0; i <= chunks; i++) {
 		size_t n = i < chunks ? len - i * SCAN_CLAMD_CHUNK : 0;
@@ -91,13 +92,13 @@ static int head_field(struct buf *b, const char *name, const char *v)
 }
 
 int scan_rspamd_request(struct scan_conn *c, const struct scan_endpoint *ep,
-			const struct scan_request *rq)
+                        const struct scan_request *rq)
 {
 	struct buf *b = &c->head;
 
 	buf_reset(b);
 	if (buf_printf(b, "POST %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %zu\r\n", ep->path,
-		       ep->host, rq->len) < 0)
+	               ep->host, rq->len) < 0)
 		return -1;
 	if (rq->queue_id && head_field(b, "Queue-Id", rq->queue_id) < 0)
 		return -1;
@@ -172,7 +173,8 @@ static int conn_parse(struct scan_conn *c, int eof)
 	int r;
 
 	if (c->which == SCAN_CLAMD) {
-		r = scan_clamd_reply_parse(c->in.data ? c->in.data : "", c->in.len, eof, &c->result);
+		r = scan_clamd_reply_parse(c->in.data ? c->in.data : "", c->in.len, eof,
+		                           &c->result);
 		if (r < 0) {
 			conn_fail(c, "unreadable reply%s", eof ? " (connection closed)" : "");
 			return 1;
@@ -337,7 +339,7 @@ static void conn_timeout(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	snprintf(secs, sizeof secs, "%us",
-		 c->which == SCAN_CLAMD ? cfg->clamd_timeout : cfg->rspamd_timeout);
+	         c->which == SCAN_CLAMD ? cfg->clamd_timeout : cfg->rspamd_timeout);
 	conn_fail(c, "timeout after %s", secs);
 }
 
@@ -346,17 +348,17 @@ int scan_conn_start(struct scan_conn *c, const struct scan_request *rq)
 	struct scan *sc = c->job->sc;
 	const struct scan_endpoint *ep = &sc->ep[c->which];
 	struct timeval tv = {
-		.tv_sec = c->which == SCAN_CLAMD ? sc->cfg->clamd_timeout : sc->cfg->rspamd_timeout,
-		.tv_usec = 0,
+	    .tv_sec = c->which == SCAN_CLAMD ? sc->cfg->clamd_timeout : sc->cfg->rspamd_timeout,
+	    .tv_usec = 0,
 	};
 	int r;
 
 	c->fd = -1;
 	c->started_ms = util_now_ms();
 	c->in_max = c->which == SCAN_CLAMD ? SCAN_CLAMD_REPLY_MAX
-					   : SCAN_HTTP_HEADER_MAX + SCAN_HTTP_BODY_MAX;
+	                                   : SCAN_HTTP_HEADER_MAX + SCAN_HTTP_BODY_MAX;
 	if ((c->which == SCAN_CLAMD ? scan_clamd_request(c, rq->data, rq->len)
-				    : scan_rspamd_request(c, ep, rq)) < 0)
+	                            : scan_rspamd_request(c, ep, rq)) < 0)
 		return -1;
 	c->ev = event_new(sc->base, -1, 0, conn_event, c);
 	c->timer = evtimer_new(sc->base, conn_timeout, c);

@@ -33,11 +33,11 @@ struct scan_conn {
 	int connecting;
 	int writing;
 	int done;
-	struct event *ev;        /* the socket */
-	struct event *timer;     /* the deadline; also fires failures found at start */
-	struct iovec *iov;       /* the request: spans of head and the message */
+	struct event *ev;    /* the socket */
+	struct event *timer; /* the deadline; also fires failures found at start */
+	struct iovec *iov;   /* the request: spans of head and the message */
 	size_t niov, next_iov;
-	struct buf head;         /* bytes the request adds (HTTP head, INSTREAM frames) */
+	struct buf head; /* bytes the request adds (HTTP head, INSTREAM frames) */
 	struct buf in;
 	size_t in_max;
 	uint64_t started_ms;
@@ -50,12 +50,12 @@ struct scan_job {
 	struct scan_conn conns[SCAN_NSCANNERS];
 	int ran[SCAN_NSCANNERS];
 	size_t pending;
-	struct event *done_ev;  /* the verdict is made from the loop, after the last conn */
+	struct event *done_ev; /* the verdict is made from the loop, after the last conn */
 	uint64_t session;
-	size_t len;             /* of the message, for the log */
+	size_t len; /* of the message, for the log */
 	char queue_id[40];
 	int64_t tenant_id;
-	char *user;             /* NULL without AUTH */
+	char *user; /* NULL without AUTH */
 	scan_done_cb *cb;
 	void *cb_ctx;
 };
@@ -80,6 +80,6 @@ void scan_job_conn_done(struct scan_conn *c);
  * Both fill c->head and c->iov.  0 ok, -1 no memory. */
 int scan_clamd_request(struct scan_conn *c, const char *data, size_t len);
 int scan_rspamd_request(struct scan_conn *c, const struct scan_endpoint *ep,
-			const struct scan_request *rq);
+                        const struct scan_request *rq);
 
 #endif

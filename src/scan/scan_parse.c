@@ -105,7 +105,7 @@ static size_t http_header_end(const char *buf, size_t len)
 
 /* "Name:" at line (case-insensitive); the value trimmed into v/vlen */
 static int http_header_is(const char *line, size_t len, const char *name, const char **v,
-			  size_t *vlen)
+                          size_t *vlen)
 {
 	size_t n = strlen(name);
 
@@ -203,12 +203,9 @@ static const struct {
 	const char *name;
 	enum scan_outcome outcome;
 } rspamd_actions[] = {
-	{"no action", SCAN_OUT_CLEAN},
-	{"greylist", SCAN_OUT_GREYLIST},
-	{"add header", SCAN_OUT_ADD_HEADER},
-	{"rewrite subject", SCAN_OUT_REWRITE_SUBJECT},
-	{"soft reject", SCAN_OUT_SOFT_REJECT},
-	{"reject", SCAN_OUT_REJECT},
+    {"no action", SCAN_OUT_CLEAN},         {"greylist", SCAN_OUT_GREYLIST},
+    {"add header", SCAN_OUT_ADD_HEADER},   {"rewrite subject", SCAN_OUT_REWRITE_SUBJECT},
+    {"soft reject", SCAN_OUT_SOFT_REJECT}, {"reject", SCAN_OUT_REJECT},
 };
 
 #define RSPAMD_TOP_SYMBOLS 5
@@ -216,8 +213,8 @@ static const struct {
 /* The highest-scoring symbols as "NAME(score),..." for the log. */
 static void rspamd_symbols(json_t *symbols, char *out, size_t size)
 {
-	const char *top[RSPAMD_TOP_SYMBOLS];
-	double score[RSPAMD_TOP_SYMBOLS];
+	const char *top[RSPAMD_TOP_SYMBOLS] = {0};
+	double score[RSPAMD_TOP_SYMBOLS] = {0};
 	size_t n = 0, used = 0;
 	const char *key;
 	json_t *val;
@@ -225,7 +222,8 @@ static void rspamd_symbols(json_t *symbols, char *out, size_t size)
 	out[0] = '\0';
 	if (!json_is_object(symbols))
 		return;
-	json_object_foreach(symbols, key, val) {
+	json_object_foreach(symbols, key, val)
+	{
 		json_t *js = json_is_object(val) ? json_object_get(val, "score") : NULL;
 		double s = json_is_number(js) ? json_number_value(js) : 0.0;
 		size_t i;
@@ -275,7 +273,8 @@ int scan_rspamd_reply_parse(const char *json, size_t len, struct scan_result *r)
 			return -1;
 		}
 		r->outcome = SCAN_OUT_FAILED;
-		copy_printable(r->text, sizeof r->text, json_string_value(e), json_string_length(e));
+		copy_printable(r->text, sizeof r->text, json_string_value(e),
+		               json_string_length(e));
 		json_decref(root);
 		return 0;
 	}
@@ -298,7 +297,7 @@ int scan_rspamd_reply_parse(const char *json, size_t len, struct scan_result *r)
 	v = json_is_object(msgs) ? json_object_get(msgs, "smtp_message") : NULL;
 	if (json_is_string(v) && r->outcome != SCAN_OUT_FAILED)
 		copy_printable(r->text, sizeof r->text, json_string_value(v),
-			       json_string_length(v));
+		               json_string_length(v));
 	rspamd_symbols(json_object_get(root, "symbols"), r->symbols, sizeof r->symbols);
 	json_decref(root);
 	return 0;
@@ -317,8 +316,8 @@ int scan_endpoint_parse(const char *s, int http, struct scan_endpoint *e_r, cons
 		struct sockaddr_un *un = (struct sockaddr_un *)&e_r->ss;
 		const char *p = s[0] == '/' ? s : s + 5;
 
-		if (p[0] != '/' || util_strlcpy(un->sun_path, p, sizeof un->sun_path) >=
-					   sizeof un->sun_path) {
+		if (p[0] != '/' ||
+		    util_strlcpy(un->sun_path, p, sizeof un->sun_path) >= sizeof un->sun_path) {
 			*why_r = "unix socket path must be absolute and under 108 characters";
 			return -1;
 		}

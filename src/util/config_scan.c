@@ -74,7 +74,7 @@ static int set_endpoint(char **slot, const char *v, int url, const char **why)
 	}
 	if (!ok) {
 		*why = url ? "must be http://IP:PORT[/PATH] or unix:/PATH"
-			   : "must be IP:PORT, [IPv6]:PORT or unix:/PATH";
+		           : "must be IP:PORT, [IPv6]:PORT or unix:/PATH";
 		return -1;
 	}
 	free(*slot);
@@ -88,19 +88,19 @@ int config_scan_key(struct config_scan *s, const char *k, const char *v, const c
 		const char *key;
 		size_t off;
 	} actions[] = {
-		{"scan_clamd_virus", offsetof(struct config_scan, clamd_virus)},
-		{"scan_rspamd_reject", offsetof(struct config_scan, rspamd_reject)},
-		{"scan_rspamd_add_header", offsetof(struct config_scan, rspamd_add_header)},
-		{"scan_rspamd_rewrite_subject", offsetof(struct config_scan, rspamd_rewrite_subject)},
-		{"scan_rspamd_greylist", offsetof(struct config_scan, rspamd_greylist)},
+	    {"scan_clamd_virus", offsetof(struct config_scan, clamd_virus)},
+	    {"scan_rspamd_reject", offsetof(struct config_scan, rspamd_reject)},
+	    {"scan_rspamd_add_header", offsetof(struct config_scan, rspamd_add_header)},
+	    {"scan_rspamd_rewrite_subject", offsetof(struct config_scan, rspamd_rewrite_subject)},
+	    {"scan_rspamd_greylist", offsetof(struct config_scan, rspamd_greylist)},
 	};
 
 	if (strncmp(k, "scan_", 5) != 0)
 		return 1;
 	for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
 		if (strcmp(k, actions[i].key) == 0)
-			return parse_action(v, (enum config_scan_action *)((char *)s + actions[i].off),
-					    why);
+			return parse_action(
+			    v, (enum config_scan_action *)((char *)s + actions[i].off), why);
 	if (strcmp(k, "scan_clamd") == 0)
 		return set_endpoint(&s->clamd, v, 0, why);
 	if (strcmp(k, "scan_rspamd") == 0)

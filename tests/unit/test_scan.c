@@ -34,21 +34,26 @@ struct clamd_case {
 static void test_clamd_reply(void **state)
 {
 	static const struct clamd_case cases[] = {
-		{.in = "stream: OK", .want = 1, .outcome = SCAN_OUT_CLEAN},
-		{.in = "stream: Sluice.Test.EICAR.UNOFFICIAL FOUND", .want = 1,
-		 .outcome = SCAN_OUT_VIRUS, .name = "Sluice.Test.EICAR.UNOFFICIAL"},
-		{.in = "stream: Win.Test.EICAR_HDB-1 FOUND\n", .len = 35, .want = 1,
-		 .outcome = SCAN_OUT_VIRUS, .name = "Win.Test.EICAR_HDB-1"},
-		{.in = "INSTREAM size limit exceeded. ERROR", .want = 1, .outcome = SCAN_OUT_FAILED},
-		{.in = "stream: OK\r\n", .len = 12, .want = 1, .outcome = SCAN_OUT_CLEAN},
-		{.in = "stream: OK", .len = 10, .eof = 1, .want = 1, .outcome = SCAN_OUT_CLEAN},
-		{.in = "stream: OK", .len = 10, .want = 0},
-		{.in = "", .len = 0, .eof = 1, .want = -1},
-		{.in = "stream: FOUND", .want = -1},
-		{.in = "stream: two words FOUND", .want = -1},
-		{.in = "stream: \x01 FOUND", .want = -1},
-		{.in = "UNKNOWN COMMAND", .want = -1},
-		{.in = "stream: OKAY", .want = -1},
+	    {.in = "stream: OK", .want = 1, .outcome = SCAN_OUT_CLEAN},
+	    {.in = "stream: Sluice.Test.EICAR.UNOFFICIAL FOUND",
+	     .want = 1,
+	     .outcome = SCAN_OUT_VIRUS,
+	     .name = "Sluice.Test.EICAR.UNOFFICIAL"},
+	    {.in = "stream: Win.Test.EICAR_HDB-1 FOUND\n",
+	     .len = 35,
+	     .want = 1,
+	     .outcome = SCAN_OUT_VIRUS,
+	     .name = "Win.Test.EICAR_HDB-1"},
+	    {.in = "INSTREAM size limit exceeded. ERROR", .want = 1, .outcome = SCAN_OUT_FAILED},
+	    {.in = "stream: OK\r\n", .len = 12, .want = 1, .outcome = SCAN_OUT_CLEAN},
+	    {.in = "stream: OK", .len = 10, .eof = 1, .want = 1, .outcome = SCAN_OUT_CLEAN},
+	    {.in = "stream: OK", .len = 10, .want = 0},
+	    {.in = "", .len = 0, .eof = 1, .want = -1},
+	    {.in = "stream: FOUND", .want = -1},
+	    {.in = "stream: two words FOUND", .want = -1},
+	    {.in = "stream: \x01 FOUND", .want = -1},
+	    {.in = "UNKNOWN COMMAND", .want = -1},
+	    {.in = "stream: OKAY", .want = -1},
 	};
 
 	(void)state;
@@ -94,25 +99,25 @@ static void test_clamd_reply(void **state)
 /* ---- HTTP ------------------------------------------------------------------- */
 
 static const char RSPAMD_REPLY[] =
-	"HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\n"
-	"Content-Length: 144\r\nContent-Type: application/json\r\n\r\n"
-	"{\"is_skipped\":false,\"score\":0.0,\"required_score\":15.0,\"action\":\"no action\","
-	"\"symbols\":{},\"messages\":{},\"message-id\":\"undef\",\"time_real\":0.131953}";
+    "HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\n"
+    "Content-Length: 144\r\nContent-Type: application/json\r\n\r\n"
+    "{\"is_skipped\":false,\"score\":0.0,\"required_score\":15.0,\"action\":\"no action\","
+    "\"symbols\":{},\"messages\":{},\"message-id\":\"undef\",\"time_real\":0.131953}";
 
 static void test_http_response(void **state)
 {
 	struct scan_http_response h;
 	size_t len = strlen(RSPAMD_REPLY);
 	static const char *bad[] = {
-		"HTTP/2 200 OK\r\n\r\n",
-		"HTTP/1.1 2000 OK\r\n\r\n",
-		"HTTP/1.1 20 OK\r\n\r\n",
-		"SMTP/1.1 200 OK\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
-		"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-		"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
-		"HTTP/1.1 200 OK\r\n folded\r\n\r\n",
+	    "HTTP/2 200 OK\r\n\r\n",
+	    "HTTP/1.1 2000 OK\r\n\r\n",
+	    "HTTP/1.1 20 OK\r\n\r\n",
+	    "SMTP/1.1 200 OK\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+	    "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+	    "HTTP/1.1 200 OK\r\n folded\r\n\r\n",
 	};
 
 	(void)state;
@@ -134,7 +139,7 @@ static void test_http_response(void **state)
 	}
 	{
 		const char *r = "HTTP/1.1 204 No Content\r\nTransfer-Encoding: identity\r\n"
-				"Content-Length: 0\r\n\r\n";
+		                "Content-Length: 0\r\n\r\n";
 		assert_int_equal(scan_http_response_parse(r, strlen(r), 0, &h), 1);
 		assert_int_equal(h.body_len, 0);
 	}
@@ -158,11 +163,12 @@ static void test_rspamd_reply(void **state)
 	struct scan_result r;
 	const char *body = strchr(RSPAMD_REPLY, '{');
 	const char *reject =
-		"{\"is_skipped\":false,\"score\":16.5,\"required_score\":15.0,\"action\":\"reject\","
-		"\"symbols\":{\"A\":{\"name\":\"A\",\"score\":1.0},\"B\":{\"name\":\"B\",\"score\":9.5},"
-		"\"C\":{\"name\":\"C\",\"score\":-2},\"D\":{\"score\":3},\"E\":{\"score\":0.5},"
-		"\"F\":{\"score\":2},\"G\":{}},"
-		"\"messages\":{\"smtp_message\":\"spam\\r\\nInjected: yes\"}}";
+	    "{\"is_skipped\":false,\"score\":16.5,\"required_score\":15.0,\"action\":\"reject\","
+	    "\"symbols\":{\"A\":{\"name\":\"A\",\"score\":1.0},\"B\":{\"name\":\"B\",\"score\":9.5}"
+	    ","
+	    "\"C\":{\"name\":\"C\",\"score\":-2},\"D\":{\"score\":3},\"E\":{\"score\":0.5},"
+	    "\"F\":{\"score\":2},\"G\":{}},"
+	    "\"messages\":{\"smtp_message\":\"spam\\r\\nInjected: yes\"}}";
 
 	(void)state;
 	assert_int_equal(scan_rspamd_reply_parse(body, strlen(body), &r), 0);
@@ -184,17 +190,17 @@ static void test_rspamd_reply(void **state)
 			int want;
 			enum scan_outcome outcome;
 		} cases[] = {
-			{"{\"action\":\"soft reject\"}", 0, SCAN_OUT_SOFT_REJECT},
-			{"{\"action\":\"add header\",\"score\":7}", 0, SCAN_OUT_ADD_HEADER},
-			{"{\"action\":\"rewrite subject\"}", 0, SCAN_OUT_REWRITE_SUBJECT},
-			{"{\"action\":\"greylist\"}", 0, SCAN_OUT_GREYLIST},
-			{"{\"action\":\"discard\"}", 0, SCAN_OUT_FAILED},
-			{"{\"action\":\"reject\\u0000x\"}", 0, SCAN_OUT_FAILED},
-			{"{\"error\":\"cannot parse input\"}", 0, SCAN_OUT_FAILED},
-			{"{\"action\":5}", -1, SCAN_OUT_FAILED},
-			{"[\"action\"]", -1, SCAN_OUT_FAILED},
-			{"{\"action\":\"reject\"", -1, SCAN_OUT_FAILED},
-			{"", -1, SCAN_OUT_FAILED},
+		    {"{\"action\":\"soft reject\"}", 0, SCAN_OUT_SOFT_REJECT},
+		    {"{\"action\":\"add header\",\"score\":7}", 0, SCAN_OUT_ADD_HEADER},
+		    {"{\"action\":\"rewrite subject\"}", 0, SCAN_OUT_REWRITE_SUBJECT},
+		    {"{\"action\":\"greylist\"}", 0, SCAN_OUT_GREYLIST},
+		    {"{\"action\":\"discard\"}", 0, SCAN_OUT_FAILED},
+		    {"{\"action\":\"reject\\u0000x\"}", 0, SCAN_OUT_FAILED},
+		    {"{\"error\":\"cannot parse input\"}", 0, SCAN_OUT_FAILED},
+		    {"{\"action\":5}", -1, SCAN_OUT_FAILED},
+		    {"[\"action\"]", -1, SCAN_OUT_FAILED},
+		    {"{\"action\":\"reject\"", -1, SCAN_OUT_FAILED},
+		    {"", -1, SCAN_OUT_FAILED},
 		};
 		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 			int got = scan_rspamd_reply_parse(cases[i].json, strlen(cases[i].json), &r);
@@ -279,8 +285,8 @@ static int instream_decode(const unsigned char *p, size_t len, struct buf *out)
 		uint32_t n;
 		if (off + 4 > len)
 			return -1;
-		n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 | (uint32_t)p[off + 2] << 8 |
-		    p[off + 3];
+		n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
+		    (uint32_t)p[off + 2] << 8 | p[off + 3];
 		off += 4;
 		if (n == 0)
 			return off == len ? 0 : -1;
@@ -293,8 +299,13 @@ static int instream_decode(const unsigned char *p, size_t len, struct buf *out)
 
 static void test_clamd_request(void **state)
 {
-	static const size_t sizes[] = {0, 1, 100, SCAN_CLAMD_CHUNK - 1, SCAN_CLAMD_CHUNK,
-				       SCAN_CLAMD_CHUNK + 1, 3 * SCAN_CLAMD_CHUNK + 17};
+	static const size_t sizes[] = {0,
+	                               1,
+	                               100,
+	                               SCAN_CLAMD_CHUNK - 1,
+	                               SCAN_CLAMD_CHUNK,
+	                               SCAN_CLAMD_CHUNK + 1,
+	                               3 * SCAN_CLAMD_CHUNK + 17};
 	char *data = malloc(4 * SCAN_CLAMD_CHUNK);
 
 	(void)state;
@@ -311,8 +322,9 @@ static void test_clamd_request(void **state)
 		c.fd = -1;
 		assert_int_equal(scan_clamd_request(&c, data, sizes[k]), 0);
 		wire = iov_join(&c, &len);
-		assert_int_equal(len, 10 + 4 * ((sizes[k] + SCAN_CLAMD_CHUNK - 1) / SCAN_CLAMD_CHUNK + 1) +
-					      sizes[k]);
+		assert_int_equal(
+		    len,
+		    10 + 4 * ((sizes[k] + SCAN_CLAMD_CHUNK - 1) / SCAN_CLAMD_CHUNK + 1) + sizes[k]);
 		assert_int_equal(instream_decode((unsigned char *)wire, len, &payload), 0);
 		assert_int_equal(payload.len, sizes[k]);
 		if (sizes[k])
@@ -331,16 +343,16 @@ static void test_rspamd_request(void **state)
 	const char *why, *rcpts[] = {"bob@example.org", "carol@example.net"};
 	const char body[] = "From: a@acme.example\r\n\r\nhi\r\n";
 	struct scan_request rq = {
-		.data = body,
-		.len = sizeof body - 1,
-		.queue_id = "0123456789abcdef",
-		.sender = "alice@acme.example",
-		.rcpts = rcpts,
-		.nrcpts = 2,
-		.client_addr = "192.0.2.7",
-		.helo = "evil\r\nX-Injected: 1",
-		.user = "acme",
-		.hostname = "mx.sluice.test",
+	    .data = body,
+	    .len = sizeof body - 1,
+	    .queue_id = "0123456789abcdef",
+	    .sender = "alice@acme.example",
+	    .rcpts = rcpts,
+	    .nrcpts = 2,
+	    .client_addr = "192.0.2.7",
+	    .helo = "evil\r\nX-Injected: 1",
+	    .user = "acme",
+	    .hostname = "mx.sluice.test",
 	};
 	size_t len;
 	char *wire;
@@ -353,7 +365,7 @@ static void test_rspamd_request(void **state)
 	wire = iov_join(&c, &len);
 	wire[len] = '\0';
 	assert_non_null(strstr(wire, "POST /checkv2 HTTP/1.0\r\nHost: 127.0.0.1:11333\r\n"
-				     "Content-Length: 28\r\n"));
+	                             "Content-Length: 28\r\n"));
 	assert_non_null(strstr(wire, "\r\nQueue-Id: 0123456789abcdef\r\n"));
 	assert_non_null(strstr(wire, "\r\nFrom: alice@acme.example\r\n"));
 	assert_non_null(strstr(wire, "\r\nRcpt: bob@example.org\r\nRcpt: carol@example.net\r\n"));
@@ -446,7 +458,7 @@ static void test_decide(void **state)
 	scan_decide(&cfg, both, r, &v);
 	assert_int_equal(v.action, SCAN_REFUSE);
 	assert_string_equal(v.text, "Message refused as spam (rspamd: reject, score 17.25/15.00): "
-				    "Spam message rejected");
+	                            "Spam message rejected");
 	assert_string_equal(v.reason, "spam");
 
 	/* add header: accept by default, hold or refuse when configured */
@@ -568,8 +580,8 @@ static void fake_read(evutil_socket_t fd, short what, void *arg)
 	{
 		const char *end = strstr(f->in.data, "\r\n\r\n"), *cl;
 		static const char body[] =
-			"{\"score\":20.5,\"required_score\":15,\"action\":\"reject\","
-			"\"symbols\":{\"X\":{\"score\":20.5}}}";
+		    "{\"score\":20.5,\"required_score\":15,\"action\":\"reject\","
+		    "\"symbols\":{\"X\":{\"score\":20.5}}}";
 		char reply[512];
 		int rl;
 
@@ -578,7 +590,8 @@ static void fake_read(evutil_socket_t fd, short what, void *arg)
 		if (f->in.len - (size_t)(end + 4 - f->in.data) < strtoul(cl + 16, NULL, 10))
 			return;
 		rl = snprintf(reply, sizeof reply,
-			      "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+		              "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body),
+		              body);
 		fake_reply(f, reply, (size_t)rl);
 	}
 }
@@ -670,8 +683,8 @@ static void test_job_clamd_found_and_counts(void **state)
 	struct scan_job *job;
 	struct done d = {0};
 	struct scan_counts cnt;
-	struct scan_request rq = {.data = msg, .len = 200000, .session = 1, .tenant_id = 7,
-				  .user = "acme"};
+	struct scan_request rq = {
+	    .data = msg, .len = 200000, .session = 1, .tenant_id = 7, .user = "acme"};
 
 	(void)state;
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", fake_start(&f, base, FAKE_CLAMD_FOUND, 1));
@@ -727,14 +740,21 @@ static void test_job_rspamd_and_failures(void **state)
 	struct scan *sc;
 	struct scan_job *job;
 	struct done d = {0};
-	struct scan_request rq = {.data = msg, .len = 5000, .session = 2, .tenant_id = 9,
-				  .sender = "a@acme.example", .rcpts = rcpts, .nrcpts = 1,
-				  .client_addr = "127.0.0.1", .helo = "h"};
+	struct scan_request rq = {.data = msg,
+	                          .len = 5000,
+	                          .session = 2,
+	                          .tenant_id = 9,
+	                          .sender = "a@acme.example",
+	                          .rcpts = rcpts,
+	                          .nrcpts = 1,
+	                          .client_addr = "127.0.0.1",
+	                          .helo = "h"};
 	uint64_t t0;
 	int closed_port;
 
 	(void)state;
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", fake_start(&rs, base, FAKE_RSPAMD_REJECT, 1));
+	snprintf(url, sizeof url, "http://127.0.0.1:%d",
+	         fake_start(&rs, base, FAKE_RSPAMD_REJECT, 1));
 	snprintf(clamd, sizeof clamd, "127.0.0.1:%d", fake_start(&silent, base, FAKE_SILENT, 0));
 	cfg.rspamd = url;
 	cfg.clamd = clamd;
@@ -788,7 +808,8 @@ static void test_job_rspamd_and_failures(void **state)
 	scan_free(&sc);
 
 	/* clamd answers before it took everything and closes: its reply counts */
-	snprintf(clamd, sizeof clamd, "127.0.0.1:%d", fake_start(&early, base, FAKE_CLAMD_EARLY_CLOSE, 1));
+	snprintf(clamd, sizeof clamd, "127.0.0.1:%d",
+	         fake_start(&early, base, FAKE_CLAMD_EARLY_CLOSE, 1));
 	cfg.clamd = clamd;
 	free(msg);
 	rq.len = 8 << 20;
@@ -906,18 +927,18 @@ static void test_config_keys(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_clamd_reply),
-		cmocka_unit_test(test_http_response),
-		cmocka_unit_test(test_rspamd_reply),
-		cmocka_unit_test(test_endpoints),
-		cmocka_unit_test(test_clamd_request),
-		cmocka_unit_test(test_rspamd_request),
-		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_job_clamd_found_and_counts),
-		cmocka_unit_test(test_job_rspamd_and_failures),
-		cmocka_unit_test(test_job_cancel),
-		cmocka_unit_test(test_scan_new_bad_address),
-		cmocka_unit_test(test_config_keys),
+	    cmocka_unit_test(test_clamd_reply),
+	    cmocka_unit_test(test_http_response),
+	    cmocka_unit_test(test_rspamd_reply),
+	    cmocka_unit_test(test_endpoints),
+	    cmocka_unit_test(test_clamd_request),
+	    cmocka_unit_test(test_rspamd_request),
+	    cmocka_unit_test(test_decide),
+	    cmocka_unit_test(test_job_clamd_found_and_counts),
+	    cmocka_unit_test(test_job_rspamd_and_failures),
+	    cmocka_unit_test(test_job_cancel),
+	    cmocka_unit_test(test_scan_new_bad_address),
+	    cmocka_unit_test(test_config_keys),
 	};
 
 	log_init("test_scan", 0, LOG_LEVEL_ERR);

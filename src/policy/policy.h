@@ -260,4 +260,77 @@ void policy_usage_suppress(struct policy_usage *u, int64_t tenant_id, const char
  * flush.  0, or -1 (logged). */
 int policy_usage_flush(struct policy_usage *u, struct store *st);
 
+/* ---- containment: a compromised login told from its behaviour (contain.c)
+ * The model only: scores each accepted message's hour against the
+ * subject's baseline and says what to do; sluiced acts on the level. */
+
+enum policy_contain_level {
+	POLICY_CONTAIN_NONE,
+	POLICY_CONTAIN_THROTTLE, /* slow it down (lifts with the hour) */
+	POLICY_CONTAIN_HOLD,     /* queue its new mail on hold for review */
+	POLICY_CONTAIN_SUSPEND,  /* refuse it */
+};
+
+struct policy_contain_config {
+	uint32_t min_hours;      /* hours with traffic before unfamiliar domains count */
+	double alpha;            /* weight of a new hour in the baseline */
+	double rcpts_floor;      /* the usual hour is never taken below this */
+	double volume_free;      /* a burst up to this many times the usual is free */
+	uint32_t domains_full;   /* unfamiliar domains for the full domain signal */
+	uint32_t fanout_full;    /* recipients of one body at unfamiliar domains */
+	size_t max_domains;      /* domains remembered per subject */
+	double throttle, hold, suspend; /* score thresholds */
+	uint32_t tenant_suspend_logins; /* suspended logins that suspend the tenant */
+	uint32_t suspend_after;  /* messages held and still scoring before suspend */
+};
+
+/* The signals of one subject's current hour, and their sum. */
+struct policy_contain_signals {
+	double domains, volume, network, fanout, failures, content, total;
+};
+
+/* One accepted message: recipient domains as policy_contain_hash(). */
+struct policy_contain_message {
+	int64_t tenant_id;
+	int64_t credential_id; /* 0: no login (a trusted network) */
+	const uint64_t *rcpt_domains;
+	size_t nrcpts;
+	uint64_t body_hash;    /* 0: unknown */
+};
+
+struct policy_contain_verdict {
+	enum policy_contain_level credential_level, tenant_level;
+	struct policy_contain_signals credential, tenant;
+};
+
+struct policy_contain;
+
+void policy_contain_config_default(struct policy_contain_config *c_r);
+/* cfg NULL: the defaults. */
+struct policy_contain *policy_contain_new(const struct policy_contain_config *cfg);
+void policy_contain_free(struct policy_contain **pc);
+/* A domain (or body) as the model keeps it: case-insensitive, never 0. */
+uint64_t policy_contain_hash(const char *s, size_t len);
+/* A good AUTH: from a network new to the login, or outside its bound ones. */
+void policy_contain_auth(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			 int new_network, int outside, int64_t now);
+/* Count an accepted message and judge: the higher of the login's and the
+ * tenant's levels; *v_r has both, and the signals. */
+enum policy_contain_level policy_contain_message(struct policy_contain *pc,
+						 const struct policy_contain_message *m,
+						 int64_t now, struct policy_contain_verdict *v_r);
+/* Recipients refused or bounced after acceptance. */
+void policy_contain_outcome(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			    uint32_t failed, int64_t now);
+/* A scanner verdict on an accepted or refused message. */
+void policy_contain_scan(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			 int spam, int virus, int64_t now);
+enum policy_contain_level policy_contain_level(struct policy_contain *pc,
+					       enum policy_subject_kind kind, int64_t id,
+					       int64_t now);
+/* The operator's word: back to NONE (tenant release, credential resume);
+ * the hour's unfamiliar domains join the baseline. */
+void policy_contain_release(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id);
+const char *policy_contain_level_name(enum policy_contain_level l);
+
 #endif

@@ -1,0 +1,507 @@
+/*
+ * contain: telling a compromised login from an honest burst, from
+ * behaviour alone, before blacklists do it for us.
+ *
+ * Each subject (a login, a tenant) keeps a baseline of its hours: an
+ * exponential moving average of recipients per hour, the recipient
+ * domains it writes to (a bounded set of hashes), and how many hours it
+ * has been seen.  The current hour is scored against it at every
+ * accepted message, from signals that a hijacked login shows together
+ * and an honest one does not:
+ *
+ *   domains   share of this hour's recipients at domains the baseline
+ *             never saw, weighed by how many such domains and recipients
+ *             there are, and more for many new domains in one hour;
+ *   volume    recipients this hour against the usual hour; a burst
+ *             up to volume_free times the usual (a newsletter) is free;
+ *   network   a login from a network it never used (auth new-network),
+ *             or from outside its bound networks;
+ *   fan-out   one body to many recipients at unfamiliar domains;
+ *   failures  share of recipients refused or bounced;
+ *   content   scanner verdicts (spam, virus).
+ *
+ * The score picks a level: throttle, hold (new mail is queued on hold for
+ * review), suspend (the login is refused).  Hold and suspend stay until
+ * the operator releases them; throttle lifts by itself with the hour.
+ * A login is judged on its own traffic; its tenant is suspended only when
+ * several of its logins are (policy_contain_config.tenant_suspend_logins),
+ * and judged on its own traffic only for mail without a login (its
+ * trusted networks on the relay port).  A subject too young for a baseline (fewer than min_hours seen)
+ * is judged on the signals that need none (network, failures, content,
+ * volume against a floor), not on unfamiliar domains, since to a new
+ * tenant every domain is new.
+ *
+ * Pure: no clock (callers pass unix seconds), no I/O, one thread.
+ */
+#include "policy/policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CONTAIN_BUCKETS 1024
+#define CONTAIN_BODIES 32 /* body fingerprints followed per hour */
+
+struct contain_body {
+	uint64_t hash;
+	uint32_t unfamiliar_rcpts;
+};
+
+struct contain_subject {
+	struct contain_subject *next;
+	enum policy_subject_kind kind;
+	int64_t id;
+	int64_t tenant_id;      /* a login's tenant */
+	enum policy_contain_level level;
+	uint32_t suspended_logins; /* a tenant's logins at SUSPEND */
+	uint32_t strikes;       /* messages at HOLD that scored for SUSPEND */
+	/* baseline */
+	double ema_rcpts;       /* recipients per hour */
+	uint32_t hours;         /* hours with traffic folded into the baseline */
+	uint64_t *domains;      /* open addressing, 0 = empty */
+	size_t ndomains;
+	/* the current hour */
+	int64_t hour;           /* unix hours */
+	uint32_t msgs, rcpts;
+	uint32_t unfamiliar_rcpts;
+	uint64_t *new_domains;  /* distinct unfamiliar domains this hour */
+	size_t nnew;
+	uint32_t failed;        /* refused or bounced recipients */
+	uint32_t spam, virus;
+	int new_network, outside;
+	struct contain_body bodies[CONTAIN_BODIES];
+	uint32_t max_fanout;
+};
+
+struct policy_contain {
+	struct policy_contain_config cfg;
+	struct contain_subject *buckets[CONTAIN_BUCKETS];
+};
+
+void policy_contain_config_default(struct policy_contain_config *c_r)
+{
+	memset(c_r, 0, sizeof *c_r);
+	c_r->min_hours = 24;
+	c_r->alpha = 0.1;
+	c_r->rcpts_floor = 20;
+	c_r->volume_free = 6.0;
+	c_r->domains_full = 5;
+	c_r->fanout_full = 10;
+	c_r->max_domains = 4096;
+	c_r->throttle = 3.0;
+	c_r->hold = 4.5;
+	c_r->suspend = 6.0;
+	c_r->tenant_suspend_logins = 2;
+	c_r->suspend_after = 5;
+}
+
+struct policy_contain *policy_contain_new(const struct policy_contain_config *cfg)
+{
+	struct policy_contain *pc = calloc(1, sizeof *pc);
+
+	if (pc == NULL)
+		return NULL;
+	if (cfg != NULL)
+		pc->cfg = *cfg;
+	else
+		policy_contain_config_default(&pc->cfg);
+	if (pc->cfg.max_domains < 16)
+		pc->cfg.max_domains = 16;
+	return pc;
+}
+
+static void contain_subject_free(struct contain_subject *s)
+{
+	free(s->domains);
+	free(s->new_domains);
+	free(s);
+}
+
+void policy_contain_free(struct policy_contain **pcp)
+{
+	struct policy_contain *pc = *pcp;
+
+	if (pc == NULL)
+		return;
+	*pcp = NULL;
+	for (size_t b = 0; b < CONTAIN_BUCKETS; b++) {
+		while (pc->buckets[b] != NULL) {
+			struct contain_subject *s = pc->buckets[b];
+			pc->buckets[b] = s->next;
+			contain_subject_free(s);
+		}
+	}
+	free(pc);
+}
+
+/* FNV-1a over the lower-cased domain; never 0 (0 marks an empty slot). */
+uint64_t policy_contain_hash(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h ^= c;
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
+}
+
+/* ---- a set of hashes: open addressing, capacity a power of two ----------- */
+
+static size_t set_cap(size_t max)
+{
+	size_t cap = 16;
+
+	while (cap < max * 2)
+		cap *= 2;
+	return cap;
+}
+
+static int set_has(const uint64_t *set, size_t cap, uint64_t h)
+{
+	if (set == NULL)
+		return 0;
+	for (size_t i = h & (cap - 1), n = 0; n < cap; i = (i + 1) & (cap - 1), n++) {
+		if (set[i] == h)
+			return 1;
+		if (set[i] == 0)
+			return 0;
+	}
+	return 0;
+}
+
+/* 1 added, 0 there already or full (max entries), -1 out of memory. */
+static int set_add(uint64_t **setp, size_t *np, size_t max, uint64_t h)
+{
+	size_t cap = set_cap(max);
+	uint64_t *set = *setp;
+
+	if (set == NULL && (set = *setp = calloc(cap, sizeof *set)) == NULL)
+		return -1;
+	if (set_has(set, cap, h) || *np >= max)
+		return 0;
+	for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+		if (set[i] == 0) {
+			set[i] = h;
+			(*np)++;
+			return 1;
+		}
+	}
+}
+
+/* ---- subjects and hours ---------------------------------------------------- */
+
+static struct contain_subject *contain_get(struct policy_contain *pc,
+					   enum policy_subject_kind kind, int64_t id, int create)
+{
+	size_t b = ((uint64_t)id * 2654435761u + (uint64_t)kind) % CONTAIN_BUCKETS;
+	struct contain_subject *s;
+
+	for (s = pc->buckets[b]; s != NULL; s = s->next)
+		if (s->kind == kind && s->id == id)
+			return s;
+	if (!create || (s = calloc(1, sizeof *s)) == NULL)
+		return NULL;
+	s->kind = kind;
+	s->id = id;
+	s->next = pc->buckets[b];
+	pc->buckets[b] = s;
+	return s;
+}
+
+/* Fold the hour that ended into the baseline, and every hour since (an
+ * idle hour counts as 0 recipients only once the baseline exists, so a
+ * login used once a day keeps a daily-sized baseline rather than zero). */
+static void contain_roll(struct policy_contain *pc, struct contain_subject *s, int64_t now)
+{
+	int64_t hour = now / 3600;
+
+	if (s->hour == hour)
+		return;
+	if (s->hour != 0 && s->rcpts > 0) {
+		double a = pc->cfg.alpha;
+		if (s->hours == 0)
+			s->ema_rcpts = s->rcpts;
+		else
+			s->ema_rcpts = (1 - a) * s->ema_rcpts + a * s->rcpts;
+		s->hours++;
+	}
+	/* the unfamiliar domains of an hour that raised nothing are familiar
+	 * now; those of an hour that was held or suspended are not */
+	if (s->level < POLICY_CONTAIN_HOLD) {
+		size_t cap = set_cap(pc->cfg.max_domains);
+		for (size_t i = 0; s->new_domains != NULL && i < cap; i++)
+			if (s->new_domains[i] != 0)
+				(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains,
+					      s->new_domains[i]);
+	}
+	if (s->level == POLICY_CONTAIN_THROTTLE)
+		s->level = POLICY_CONTAIN_NONE; /* throttle lifts with the hour */
+	free(s->new_domains);
+	s->new_domains = NULL;
+	s->nnew = 0;
+	s->hour = hour;
+	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
+	s->spam = s->virus = 0;
+	s->new_network = s->outside = 0;
+	memset(s->bodies, 0, sizeof s->bodies);
+	s->max_fanout = 0;
+}
+
+static double clamp(double v, double lo, double hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The current hour against the baseline. */
+static double contain_score(const struct policy_contain *pc, const struct contain_subject *s,
+			    struct policy_contain_signals *sig_r)
+{
+	const struct policy_contain_config *c = &pc->cfg;
+	int mature = s->hours >= c->min_hours;
+	double usual = s->ema_rcpts > c->rcpts_floor ? s->ema_rcpts : c->rcpts_floor;
+	double ratio = s->rcpts / usual;
+	struct policy_contain_signals sig;
+
+	memset(&sig, 0, sizeof sig);
+	if (mature && s->rcpts > 0)
+		sig.domains = 3.0 * ((double)s->unfamiliar_rcpts / s->rcpts) *
+				  clamp((double)s->nnew / c->domains_full, 0, 1) *
+				  clamp((double)s->unfamiliar_rcpts / (2.0 * c->domains_full), 0, 1) +
+			      clamp(((double)s->nnew - c->domains_full) / (4.0 * c->domains_full), 0,
+				    1.5);
+	/* twice the free burst scores 1, four times or more 3 */
+	if (ratio > c->volume_free)
+		sig.volume = clamp(ratio / c->volume_free - 1, 0, 3);
+	sig.network = s->outside ? 2.0 : s->new_network ? 1.5 : 0;
+	if (mature)
+		sig.fanout = clamp((double)s->max_fanout / c->fanout_full, 0, 1);
+	if (s->rcpts >= 10)
+		sig.failures = 3.0 * clamp((double)s->failed / s->rcpts, 0, 1);
+	sig.content = clamp(0.5 * s->spam + 2.0 * s->virus, 0, 3);
+	sig.total = sig.domains + sig.volume + sig.network + sig.fanout + sig.failures +
+		    sig.content;
+	if (sig_r != NULL)
+		*sig_r = sig;
+	return sig.total;
+}
+
+static void contain_raise(struct policy_contain *pc, struct contain_subject *s,
+			  enum policy_contain_level want)
+{
+	if (want <= s->level)
+		return;
+	if (want == POLICY_CONTAIN_SUSPEND && s->kind == POLICY_CREDENTIAL) {
+		struct contain_subject *t = contain_get(pc, POLICY_TENANT, s->tenant_id, 1);
+		if (t != NULL && ++t->suspended_logins >= pc->cfg.tenant_suspend_logins &&
+		    pc->cfg.tenant_suspend_logins > 0)
+			t->level = POLICY_CONTAIN_SUSPEND;
+	}
+	s->level = want;
+}
+
+/* Raise the level to what the score asks (never lower it: that is the
+ * operator's, or the hour's for a throttle). */
+static enum policy_contain_level contain_judge(struct policy_contain *pc,
+					       struct contain_subject *s,
+					       struct policy_contain_signals *sig_r)
+{
+	double score = contain_score(pc, s, sig_r);
+	enum policy_contain_level want = POLICY_CONTAIN_NONE;
+
+	/* graded: suspension only after the hold, once further messages
+	 * kept scoring for it */
+	if (score >= pc->cfg.suspend && s->level >= POLICY_CONTAIN_HOLD &&
+	    ++s->strikes >= pc->cfg.suspend_after)
+		want = POLICY_CONTAIN_SUSPEND;
+	else if (score >= pc->cfg.hold)
+		want = POLICY_CONTAIN_HOLD;
+	else if (score >= pc->cfg.throttle)
+		want = POLICY_CONTAIN_THROTTLE;
+	contain_raise(pc, s, want);
+	return s->level;
+}
+
+/* ---- events ------------------------------------------------------------------- */
+
+void policy_contain_auth(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			 int new_network, int outside, int64_t now)
+{
+	for (int k = 0; k < 2; k++) {
+		struct contain_subject *s;
+		if (k == 0 && credential_id <= 0)
+			continue;
+		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
+				1);
+		if (s == NULL)
+			continue;
+		if (k == 0)
+			s->tenant_id = tenant_id;
+		contain_roll(pc, s, now);
+		s->new_network |= new_network;
+		s->outside |= outside;
+	}
+}
+
+static void contain_count_message(struct policy_contain *pc, struct contain_subject *s,
+				  const struct policy_contain_message *m, int64_t now)
+{
+	int mature;
+	uint32_t unfamiliar = 0;
+
+	contain_roll(pc, s, now);
+	mature = s->hours >= pc->cfg.min_hours;
+	s->msgs++;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		uint64_t h = m->rcpt_domains[i];
+		s->rcpts++;
+		if (set_has(s->domains, set_cap(pc->cfg.max_domains), h))
+			continue;
+		if (!mature) {
+			/* no baseline yet: learn it */
+			(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains, h);
+			continue;
+		}
+		unfamiliar++;
+		(void)set_add(&s->new_domains, &s->nnew, pc->cfg.max_domains, h);
+	}
+	s->unfamiliar_rcpts += unfamiliar;
+	if (m->body_hash != 0 && unfamiliar > 0) {
+		struct contain_body *slot = NULL;
+		for (size_t i = 0; i < CONTAIN_BODIES && slot == NULL; i++)
+			if (s->bodies[i].hash == m->body_hash || s->bodies[i].hash == 0)
+				slot = &s->bodies[i];
+		if (slot != NULL) {
+			slot->hash = m->body_hash;
+			slot->unfamiliar_rcpts += unfamiliar;
+			if (slot->unfamiliar_rcpts > s->max_fanout)
+				s->max_fanout = slot->unfamiliar_rcpts;
+		}
+	}
+}
+
+enum policy_contain_level policy_contain_message(struct policy_contain *pc,
+						 const struct policy_contain_message *m,
+						 int64_t now, struct policy_contain_verdict *v_r)
+{
+	struct contain_subject *cred = NULL, *ten;
+	enum policy_contain_level lc = POLICY_CONTAIN_NONE, lt;
+
+	memset(v_r, 0, sizeof *v_r);
+	if (m->credential_id > 0 && (cred = contain_get(pc, POLICY_CREDENTIAL, m->credential_id, 1))) {
+		cred->tenant_id = m->tenant_id;
+		contain_count_message(pc, cred, m, now);
+		lc = contain_judge(pc, cred, &v_r->credential);
+	}
+	ten = contain_get(pc, POLICY_TENANT, m->tenant_id, 1);
+	lt = POLICY_CONTAIN_NONE;
+	if (ten != NULL) {
+		contain_count_message(pc, ten, m, now);
+		if (cred == NULL)
+			lt = contain_judge(pc, ten, &v_r->tenant);
+		else
+			(void)contain_score(pc, ten, &v_r->tenant); /* reported, not acted on */
+		lt = ten->level;
+	}
+	v_r->credential_level = lc;
+	v_r->tenant_level = lt;
+	return lc > lt ? lc : lt;
+}
+
+void policy_contain_outcome(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			    uint32_t failed, int64_t now)
+{
+	for (int k = 0; k < 2; k++) {
+		struct contain_subject *s;
+		if (k == 0 && credential_id <= 0)
+			continue;
+		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
+				0);
+		if (s == NULL)
+			continue;
+		contain_roll(pc, s, now);
+		s->failed += failed;
+		if (k == 0 || credential_id <= 0)
+			(void)contain_judge(pc, s, NULL);
+	}
+}
+
+void policy_contain_scan(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			 int spam, int virus, int64_t now)
+{
+	for (int k = 0; k < 2; k++) {
+		struct contain_subject *s;
+		if (k == 0 && credential_id <= 0)
+			continue;
+		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
+				1);
+		if (s == NULL)
+			continue;
+		contain_roll(pc, s, now);
+		s->spam += spam != 0;
+		s->virus += virus != 0;
+		if (k == 0 || credential_id <= 0)
+			(void)contain_judge(pc, s, NULL);
+	}
+}
+
+enum policy_contain_level policy_contain_level(struct policy_contain *pc,
+					       enum policy_subject_kind kind, int64_t id,
+					       int64_t now)
+{
+	struct contain_subject *s = contain_get(pc, kind, id, 0);
+
+	if (s == NULL)
+		return POLICY_CONTAIN_NONE;
+	contain_roll(pc, s, now);
+	return s->level;
+}
+
+void policy_contain_release(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id)
+{
+	struct contain_subject *s = contain_get(pc, kind, id, 0);
+
+	if (s == NULL)
+		return;
+	if (s->kind == POLICY_CREDENTIAL && s->level == POLICY_CONTAIN_SUSPEND) {
+		struct contain_subject *t = contain_get(pc, POLICY_TENANT, s->tenant_id, 0);
+		if (t != NULL && t->suspended_logins > 0)
+			t->suspended_logins--;
+	}
+	if (s->kind == POLICY_TENANT)
+		s->suspended_logins = 0;
+	s->level = POLICY_CONTAIN_NONE;
+	s->strikes = 0;
+	/* what this hour had is forgiven, not learnt: the operator said it
+	 * was honest, so its domains join the baseline */
+	for (size_t i = 0, cap = set_cap(pc->cfg.max_domains); s->new_domains != NULL && i < cap;
+	     i++)
+		if (s->new_domains[i] != 0)
+			(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains,
+				      s->new_domains[i]);
+	free(s->new_domains);
+	s->new_domains = NULL;
+	s->nnew = 0;
+	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
+	s->spam = s->virus = 0;
+	s->new_network = s->outside = 0;
+	memset(s->bodies, 0, sizeof s->bodies);
+	s->max_fanout = 0;
+}
+
+const char *policy_contain_level_name(enum policy_contain_level l)
+{
+	switch (l) {
+	case POLICY_CONTAIN_NONE:
+		return "none";
+	case POLICY_CONTAIN_THROTTLE:
+		return "throttle";
+	case POLICY_CONTAIN_HOLD:
+		return "hold";
+	case POLICY_CONTAIN_SUSPEND:
+		return "suspend";
+	}
+	return "?";
+}

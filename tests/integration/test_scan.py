@@ -165,9 +165,12 @@ class Clamd:
 class Rspamd:
     """A private rspamd: one normal worker on loopback, the marker rule only."""
 
-    def __init__(self):
+    def __init__(self, unix=False):
         self.root = Path(tempfile.mkdtemp(prefix="sluice-rspamd-"))
+        os.chmod(self.root, 0o755)  # sluiced (nobody) reaches the unix socket
         (self.root / "db").mkdir()
+        self.socket = self.root / "rspamd.sock" if unix else None
+        unix_bind = f'bind_socket = "{self.socket} mode=0666";' if unix else ""
         self.port = free_port()
         (self.root / "rules.lua").write_text(RSPAMD_RULES)
         # the public suffix list takes ~15 s to compile; these few names do here
@@ -184,7 +187,7 @@ options {{
 }}
 logging {{ type = "file"; filename = "{self.root / 'rspamd.log'}"; level = "info"; }}
 actions {{ reject = 15; add_header = 6; greylist = 4; }}
-worker "normal" {{ bind_socket = "127.0.0.1:{self.port}"; count = 1; }}
+worker "normal" {{ bind_socket = "127.0.0.1:{self.port}"; {unix_bind} count = 1; }}
 """)
         self.proc = None
 
@@ -268,8 +271,8 @@ def private_clamd():
 def private_rspamd():
     made = []
 
-    def make():
-        r = Rspamd().start()
+    def make(**kw):
+        r = Rspamd(**kw).start()
         made.append(r)
         return r
 
@@ -536,3 +539,14 @@ def test_shutdown_with_a_scan_in_flight(sluice_factory, private_clamd):
         os.kill(c.proc.pid, signal.SIGCONT)
         t.join(timeout=60)
     assert "reply" not in result or result["reply"][0] != 250, result
+
+
+def test_rspamd_over_unix_socket(sluice_factory, private_rspamd):
+    r = private_rspamd(unix=True)
+    assert r.socket.exists(), r.log()
+    sl = sluice_factory(extra_global=scan_config(rspamd=f"unix:{r.socket}"))
+    code, text = submit(sl, marked(token(), "SLUICE-TEST-REJECT"))
+    assert code == 550 and "rspamd: reject" in text, text
+    code, text = submit(sl, message(token()))
+    assert code == 250, text
+    stop_clean(sl)

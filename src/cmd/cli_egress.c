@@ -48,13 +48,27 @@ static void cli_egress_actor(char out[STORE_EGRESS_ACTOR_MAX + 1])
 }
 
 /* The active exceptions as the egress module wants them; *list_r malloc'd. */
+/* Is the tenant suspended?  A tenant suspended behind the CLI's back (by
+ * sluiced itself, or by hand in the store) keeps its exception rows until
+ * someone revokes them, but they never reach the table. */
+static int cli_egress_suspended(const struct store_tenant *ts, size_t nts, int64_t tenant_id)
+{
+	for (size_t i = 0; i < nts; i++)
+		if (ts[i].id == tenant_id)
+			return ts[i].suspended;
+	return 0;
+}
+
+/* The active exceptions of tenants not suspended, as the egress module
+ * wants them; *list_r malloc'd. */
 static int cli_egress_exceptions(struct cli *cli, int64_t now, struct egress_exception **list_r,
                                  size_t *n_r)
 {
 	struct store_egress_exception *rows = NULL;
+	struct store_tenant *ts = NULL;
 	struct egress_exception *list;
 	char *err = NULL;
-	size_t n = 0;
+	size_t n = 0, nts = 0, k = 0;
 	int rc;
 
 	*list_r = NULL;
@@ -65,19 +79,28 @@ static int cli_egress_exceptions(struct cli *cli, int64_t now, struct egress_exc
 		return cli_store_error(rc, &err, "listing egress exceptions");
 	if (n == 0)
 		return 0;
+	if ((rc = store_tenant_list(cli->store, &ts, &nts, &err)) != 0) {
+		free(rows);
+		return cli_store_error(rc, &err, "listing tenants");
+	}
 	if ((list = calloc(n, sizeof *list)) == NULL) {
 		free(rows);
+		free(ts);
 		return cli_error("out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
-		list[i].id = rows[i].id;
-		list[i].expires = rows[i].expires;
-		util_strlcpy(list[i].tenant, rows[i].tenant, sizeof list[i].tenant);
-		util_strlcpy(list[i].cidr, rows[i].cidr, sizeof list[i].cidr);
+		if (cli_egress_suspended(ts, nts, rows[i].tenant_id))
+			continue;
+		list[k].id = rows[i].id;
+		list[k].expires = rows[i].expires;
+		util_strlcpy(list[k].tenant, rows[i].tenant, sizeof list[k].tenant);
+		util_strlcpy(list[k].cidr, rows[i].cidr, sizeof list[k].cidr);
+		k++;
 	}
 	free(rows);
+	free(ts);
 	*list_r = list;
-	*n_r = n;
+	*n_r = k;
 	return 0;
 }
 
@@ -531,28 +554,36 @@ done:
 	return rc;
 }
 
-static const char *cli_egress_xstate(const struct store_egress_exception *x, int64_t now)
+/* active, or why not: revoked, expired, or (still to be revoked) its
+ * tenant is suspended and it is left out of the table */
+static const char *cli_egress_xstate(const struct store_egress_exception *x, int64_t now,
+                                     int suspended)
 {
 	if (x->revoked)
 		return "revoked";
 	if (x->expires != 0 && x->expires <= now)
 		return "expired";
-	return "active";
+	return suspended ? "held" : "active";
 }
 
 int cli_egress_list(struct cli *cli)
 {
 	struct store_egress_exception *list = NULL;
+	struct store_tenant *ts = NULL;
 	int64_t now = util_wall_seconds();
 	int all = (cli->flags & CLI_FLAG_ALL) != 0;
 	char when[CLI_TIME_MAX], made[CLI_TIME_MAX], *err = NULL;
-	size_t n = 0;
+	size_t n = 0, nts = 0;
 	int rc;
 
 	if (cli_store(cli) == NULL)
 		return CLI_EXIT_ERROR;
 	if ((rc = store_egress_exception_list(cli->store, 0, all, now, &list, &n, &err)) != 0)
 		return cli_store_error(rc, &err, "listing egress exceptions");
+	if ((rc = store_tenant_list(cli->store, &ts, &nts, &err)) != 0) {
+		free(list);
+		return cli_store_error(rc, &err, "listing tenants");
+	}
 	if (cli->flags & CLI_FLAG_JSON) {
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < n; i++) {
@@ -563,9 +594,12 @@ int cli_egress_list(struct cli *cli)
 			                 (json_int_t)list[i].id, "tenant", list[i].tenant, "cidr",
 			                 list[i].cidr, "reason", list[i].reason, "created", made,
 			                 "created_by", list[i].created_by, "expires", when, "state",
-			                 cli_egress_xstate(&list[i], now)));
+			                 cli_egress_xstate(
+			                     &list[i], now,
+			                     cli_egress_suspended(ts, nts, list[i].tenant_id))));
 		}
 		free(list);
+		free(ts);
 		return cli_json_print(a);
 	}
 	if (n == 0)
@@ -577,10 +611,13 @@ int cli_egress_list(struct cli *cli)
 		char reason[64];
 		cli_egress_expiry(list[i].expires, when);
 		printf("%-6lld %-20s %-16s %-8s %-20s %s\n", (long long)list[i].id, list[i].cidr,
-		       list[i].tenant, cli_egress_xstate(&list[i], now), when,
-		       cli_safe(list[i].reason, reason, sizeof reason));
+		       list[i].tenant,
+		       cli_egress_xstate(&list[i], now,
+		                         cli_egress_suspended(ts, nts, list[i].tenant_id)),
+		       when, cli_safe(list[i].reason, reason, sizeof reason));
 	}
 	free(list);
+	free(ts);
 	return CLI_EXIT_OK;
 }
 

@@ -395,6 +395,34 @@ def test_request_approve_and_suspend_revokes(net):
     net.cli_gw("tenant", "resume", "beta")
 
 
+def test_tenant_suspended_elsewhere_loses_its_exceptions_at_apply(net):
+    """A tenant suspended without the CLI (sluiced's own containment, say) keeps its
+    exception rows, but the next apply leaves them out of the table."""
+    import sqlite3
+
+    def set_suspended(v):
+        db = sqlite3.connect(str(net.root / "state" / "sluice.db"), timeout=10)
+        db.execute("UPDATE tenants SET suspended = ? WHERE name = 'acme'", (v,))
+        db.commit()
+        db.close()
+
+    net.cli_gw("egress", "allow", f"{CUST}/32", "--tenant", "acme", "--reason", "held",
+               "--expires", "1h")
+    assert net.connect("cust", INET, 25, CUST)["state"] == "connected"
+    set_suspended(1)
+    try:
+        net.cli_gw("egress", "apply")
+        assert net.connect("cust", INET, 25, CUST)["state"] == "refused"
+        x = json.loads(net.cli_gw("egress", "list", "--json").stdout)[-1]
+        assert x["cidr"] == f"{CUST}/32" and x["state"] == "held", x
+    finally:
+        set_suspended(0)
+    net.cli_gw("egress", "apply")
+    assert net.connect("cust", INET, 25, CUST)["state"] == "connected"
+    net.cli_gw("egress", "revoke", str(x["id"]))
+    assert net.connect("cust", INET, 25, CUST)["state"] == "refused"
+
+
 def test_other_tables_are_left_alone(net):
     net.sh("gw", "nft add table inet operator; nft add chain inet operator c; "
                  "nft add rule inet operator c counter")

@@ -39,7 +39,8 @@ static int cli_login(struct cli *cli, const struct store_tenant *t, struct store
 	rc = store_credential_lookup(cli->store, cli->opt_login, cred_r, &err);
 	free(err);
 	if (rc < 0)
-		return cli_error("reading login '%s' failed", cli_safe(cli->opt_login, safe, sizeof safe));
+		return cli_error("reading login '%s' failed",
+		                 cli_safe(cli->opt_login, safe, sizeof safe));
 	if (rc != 0 || cred_r->tenant_id != t->id)
 		return cli_error("login '%s' does not belong to tenant '%s'",
 		                 cli_safe(cli->opt_login, safe, sizeof safe), t->name);
@@ -111,7 +112,8 @@ int cli_limit_show(struct cli *cli)
 	char val[32];
 	int rc;
 
-	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0 || (rc = cli_login(cli, &t, &cred)) != 0)
+	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0 ||
+	    (rc = cli_login(cli, &t, &cred)) != 0)
 		return rc;
 	/* a login has no defaults: only its own overrides */
 	for (int i = 0; i < CONFIG_POLICY_LIMITS; i++)
@@ -120,8 +122,8 @@ int cli_limit_show(struct cli *cli)
 		return rc;
 	cli_quota_used(cli, t.id, cred.id, &day, &month);
 	if (cli->flags & CLI_FLAG_JSON) {
-		o = json_pack("{s:s, s:I, s:I}", "tenant", t.name, "quota_day_used", (json_int_t)day,
-		              "quota_month_used", (json_int_t)month);
+		o = json_pack("{s:s, s:I, s:I}", "tenant", t.name, "quota_day_used",
+		              (json_int_t)day, "quota_month_used", (json_int_t)month);
 		lims = json_object();
 		if (o == NULL || lims == NULL || json_object_set_new(o, "limits", lims) < 0) {
 			json_decref(o);
@@ -133,7 +135,8 @@ int cli_limit_show(struct cli *cli)
 		}
 		for (int i = 0; i < CONFIG_POLICY_LIMITS; i++)
 			json_object_set_new(lims, config_policy_limit_names[i],
-			                    json_pack("{s:I, s:s}", "value", (json_int_t)v[i], "from",
+			                    json_pack("{s:I, s:s}", "value", (json_int_t)v[i],
+			                              "from",
 			                              set[i] ? (cred.id ? "login" : "tenant")
 			                                     : (cred.id ? "none" : "default")));
 		return cli_json_print(o);
@@ -167,10 +170,11 @@ static int cli_limit_arg(const char *arg, int *k_r, uint64_t *v_r, int *unset_r)
 	memcpy(key, arg, (size_t)(eq - arg));
 	key[eq - arg] = '\0';
 	if ((*k_r = config_policy_limit_index(key)) < 0)
-		return cli_error("unknown limit '%s' (one of: messages_per_{second,minute,hour,day}, "
-		                 "recipients_per_{second,minute,hour,day}, quota_day, quota_month, "
-		                 "recipients_per_message, message_size)",
-		                 cli_safe(key, safe, sizeof safe));
+		return cli_error(
+		    "unknown limit '%s' (one of: messages_per_{second,minute,hour,day}, "
+		    "recipients_per_{second,minute,hour,day}, quota_day, quota_month, "
+		    "recipients_per_message, message_size)",
+		    cli_safe(key, safe, sizeof safe));
 	if (strcmp(eq + 1, "default") == 0) {
 		*unset_r = 1;
 		return 0;
@@ -193,7 +197,8 @@ int cli_limit_set(struct cli *cli)
 	for (size_t i = 1; i < cli->nargs; i++)
 		if ((rc = cli_limit_arg(cli->args[i], &k, &v, &unset)) != 0)
 			return rc;
-	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0 || (rc = cli_login(cli, &t, &cred)) != 0)
+	if ((rc = cli_tenant_find(cli, cli->args[0], &t)) != 0 ||
+	    (rc = cli_login(cli, &t, &cred)) != 0)
 		return rc;
 	if (cred.id)
 		snprintf(who, sizeof who, "login '%s'", cred.username);
@@ -202,17 +207,18 @@ int cli_limit_set(struct cli *cli)
 	for (size_t i = 1; i < cli->nargs; i++) {
 		cli_limit_arg(cli->args[i], &k, &v, &unset);
 		if (unset) {
-			rc = store_limit_unset(cli->store, t.id, cred.id, config_policy_limit_names[k],
-			                       &err);
+			rc = store_limit_unset(cli->store, t.id, cred.id,
+			                       config_policy_limit_names[k], &err);
 			free(err);
 			err = NULL;
 			if (rc < 0)
-				return cli_error("removing limit %s failed", config_policy_limit_names[k]);
+				return cli_error("removing limit %s failed",
+				                 config_policy_limit_names[k]);
 			printf("%s: %s = default\n", who, config_policy_limit_names[k]);
 			continue;
 		}
-		if ((rc = store_limit_set(cli->store, t.id, cred.id, config_policy_limit_names[k], v,
-		                          &err)) != 0)
+		if ((rc = store_limit_set(cli->store, t.id, cred.id, config_policy_limit_names[k],
+		                          v, &err)) != 0)
 			return cli_store_error(rc, &err, "setting a limit");
 		cli_limit_value(v, val, sizeof val);
 		printf("%s: %s = %s\n", who, config_policy_limit_names[k], val);
@@ -238,8 +244,8 @@ static int64_t cli_since_hour(const char *since)
 		return (now - (int64_t)secs) / 3600;
 	memset(&tm, 0, sizeof tm);
 	if (((end = strptime(since, "%Y-%m-%dT%H", &tm)) != NULL && *end == '\0') ||
-	    (memset(&tm, 0, sizeof tm), (end = strptime(since, "%Y-%m-%d", &tm)) != NULL &&
-	                                    *end == '\0'))
+	    (memset(&tm, 0, sizeof tm),
+	     (end = strptime(since, "%Y-%m-%d", &tm)) != NULL && *end == '\0'))
 		return (int64_t)timegm(&tm) / 3600;
 	cli_error("--since: '%s' is not a duration (24h, 7d) or a UTC date (2026-11-30, "
 	          "2026-11-30T06)",
@@ -315,8 +321,9 @@ int cli_tenant_usage(struct cli *cli)
 				hr = json_pack("{s:s, s:I}", "hour", hw, "refused",
 				               (json_int_t)hours[i].refused);
 				for (int c = 0; hr && c < CLI_USAGE_COLS; c++)
-					json_object_set_new(hr, cli_usage_cols[c],
-					                    json_integer((json_int_t)hours[i].col[c]));
+					json_object_set_new(
+					    hr, cli_usage_cols[c],
+					    json_integer((json_int_t)hours[i].col[c]));
 				json_array_append_new(ha, hr);
 			}
 			hr = json_pack("{s:I}", "refused", (json_int_t)total.refused);
@@ -335,24 +342,26 @@ int cli_tenant_usage(struct cli *cli)
 	if (nh == 0) {
 		printf("tenant '%s': no usage since %s\n", t.name, when);
 	} else {
-		printf("tenant '%s' since %s (messages; recipients for the others)\n", t.name, when);
+		printf("tenant '%s' since %s (messages; recipients for the others)\n", t.name,
+		       when);
 		printf("%-21s %9s %10s %9s %9s %8s %8s\n", "HOUR", "ACCEPTED", "RECIPIENTS",
 		       "REFUSED", "DELIVERED", "DEFERRED", "BOUNCED");
 		for (size_t i = 0; i <= nh; i++) {
 			const struct cli_usage_hour *h = i < nh ? &hours[i] : &total;
 			if (i < nh)
 				cli_time_iso(h->hour * 3600, when);
-			printf("%-21s %9llu %10llu %9llu %9llu %8llu %8llu\n", i < nh ? when : "total",
-			       (unsigned long long)h->col[0], (unsigned long long)h->col[1],
-			       (unsigned long long)h->refused, (unsigned long long)h->col[2],
-			       (unsigned long long)h->col[3], (unsigned long long)h->col[4]);
+			printf("%-21s %9llu %10llu %9llu %9llu %8llu %8llu\n",
+			       i < nh ? when : "total", (unsigned long long)h->col[0],
+			       (unsigned long long)h->col[1], (unsigned long long)h->refused,
+			       (unsigned long long)h->col[2], (unsigned long long)h->col[3],
+			       (unsigned long long)h->col[4]);
 		}
 		if (total.refused > 0) {
 			const char *key;
 			json_t *val;
 			printf("refused by reason:");
 			json_object_foreach(reasons, key, val)
-				printf(" %s=%lld", key, (long long)json_integer_value(val));
+			    printf(" %s=%lld", key, (long long)json_integer_value(val));
 			printf("\n");
 		}
 	}
@@ -380,7 +389,8 @@ static int cli_address(const char *in, char out[STORE_ADDRESS_MAX + 1])
 		snprintf(path, sizeof path, "<%s>", in);
 	if (smtp_address_parse(path, strlen(path), SMTP_ADDRESS_ALLOW_UTF8, &a, &why) < 0 ||
 	    smtp_address_format(&a, out, STORE_ADDRESS_MAX + 1) < 0)
-		return cli_error("'%s' is not an address: %s", cli_safe(in, safe, sizeof safe), why);
+		return cli_error("'%s' is not an address: %s", cli_safe(in, safe, sizeof safe),
+		                 why);
 	/* as the store keeps it: the list compares without case */
 	for (char *p = out; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
@@ -444,10 +454,10 @@ int cli_suppression_list(struct cli *cli)
 		json_t *a = json_array();
 		for (size_t i = 0; a && i < n; i++) {
 			cli_time_iso(list[i].created, when);
-			json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:s}", "address",
-			                                   list[i].address, "source", list[i].source,
-			                                   "reason", cli_json_string(list[i].reason),
-			                                   "created", when));
+			json_array_append_new(
+			    a, json_pack("{s:s, s:s, s:o, s:s}", "address", list[i].address,
+			                 "source", list[i].source, "reason",
+			                 cli_json_string(list[i].reason), "created", when));
 		}
 		free(list);
 		return cli_json_print(a);
@@ -484,7 +494,8 @@ static int cli_credential_find(struct cli *cli, struct store_credential *c_r,
 	if (rc == STORE_NOTFOUND)
 		return cli_error("login '%s' not found", cli_safe(cli->args[0], safe, sizeof safe));
 	if (rc != 0)
-		return cli_error("reading login '%s' failed", cli_safe(cli->args[0], safe, sizeof safe));
+		return cli_error("reading login '%s' failed",
+		                 cli_safe(cli->args[0], safe, sizeof safe));
 	if ((rc = store_tenant_get_id(cli->store, c_r->tenant_id, t_r, &err)) != 0)
 		return cli_store_error(rc, &err, "reading the tenant");
 	return 0;
@@ -537,16 +548,17 @@ int cli_credential_show(struct cli *cli)
 		return cli_store_error(rc, &err, "reading the login's networks");
 	}
 	if (cli->flags & CLI_FLAG_JSON) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:[], s:[]}", "login", c.username, "tenant",
-		                      t.name, "status", c.suspended ? "suspended" : "active", "bound",
-		                      "seen");
+		json_t *o =
+		    json_pack("{s:s, s:s, s:s, s:[], s:[]}", "login", c.username, "tenant", t.name,
+		              "status", c.suspended ? "suspended" : "active", "bound", "seen");
 		for (size_t i = 0; o && i < nb; i++)
-			json_array_append_new(json_object_get(o, "bound"), json_string(bound[i].cidr));
+			json_array_append_new(json_object_get(o, "bound"),
+			                      json_string(bound[i].cidr));
 		for (size_t i = 0; o && i < ns; i++) {
 			cli_time_iso(seen[i].created, when);
-			json_array_append_new(json_object_get(o, "seen"),
-			                      json_pack("{s:s, s:s}", "network", seen[i].cidr,
-			                                "first_seen", when));
+			json_array_append_new(
+			    json_object_get(o, "seen"),
+			    json_pack("{s:s, s:s}", "network", seen[i].cidr, "first_seen", when));
 		}
 		free(bound);
 		free(seen);

@@ -49,8 +49,8 @@ int policy_address_network(const struct sockaddr *sa, char out[STORE_CIDR_MAX + 
 }
 
 int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tenant_id,
-			int64_t credential_id, const struct sockaddr *sa, int *outside_r, int *new_r,
-			char network_r[STORE_CIDR_MAX + 1])
+                        int64_t credential_id, const struct sockaddr *sa, int *outside_r,
+                        int *new_r, char network_r[STORE_CIDR_MAX + 1])
 {
 	struct store_credential_network *bound = NULL;
 	size_t n = 0, before = 0;
@@ -71,17 +71,17 @@ int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tena
 	free(bound);
 	if (policy_address_network(sa, network_r) < 0)
 		return 0; /* not IP (never on a listener): nothing to learn */
-	if (store_credential_seen(st, credential_id, network_r, util_wall_seconds(), &isnew, &before,
-				  &err) != 0)
+	if (store_credential_seen(st, credential_id, network_r, util_wall_seconds(), &isnew,
+	                          &before, &err) != 0)
 		goto fail;
 	*outside_r = n > 0 && !inside;
 	*new_r = isnew && before > 0;
 	policy_limits_count_auth(pl, tenant_id, credential_id, *outside_r, *new_r,
-				 util_wall_seconds());
+	                         util_wall_seconds());
 	return 0;
 fail:
 	log_err("policy credential networks not read credential=%lld error=\"%s\"",
-		(long long)credential_id, err ? err : "?");
+	        (long long)credential_id, err ? err : "?");
 	free(err);
 	return -1;
 }

@@ -83,8 +83,8 @@ void policy_limits_free(struct policy_limits **pl)
 
 /* ---- subjects ----------------------------------------------------------- */
 
-static struct subject **subject_slot(const struct policy_limits *pl,
-                                     enum policy_subject_kind kind, int64_t id)
+static struct subject **subject_slot(const struct policy_limits *pl, enum policy_subject_kind kind,
+                                     int64_t id)
 {
 	uint64_t h = ((uint64_t)id * 2654435761u) ^ (uint64_t)kind;
 	struct subject *const *pp = &pl->buckets[h % SUBJECT_BUCKETS];
@@ -273,10 +273,11 @@ static int rates_fit(struct subject **subj, int n, int first, const struct polic
 
 			if (lim == 0)
 				continue;
-			interval = util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND, lim);
+			interval =
+			    util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND, lim);
 			if (util_gcra_check(&subj[i]->gcra[r], interval,
-			                    lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1, now_us,
-			                    &wait))
+			                    lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1,
+			                    now_us, &wait))
 				continue;
 			secs = (wait + US_PER_SECOND - 1) / US_PER_SECOND;
 			if (secs < 1)
@@ -286,7 +287,8 @@ static int rates_fit(struct subject **subj, int n, int first, const struct polic
 			verdict(v, 451, "4.7.1",
 			        "Rate limit %s reached: %s may send %llu %s per %s; retry in %llds "
 			        "(after %s)",
-			        policy_limit_name((enum policy_limit)r), name, (unsigned long long)lim,
+			        policy_limit_name((enum policy_limit)r), name,
+			        (unsigned long long)lim,
 			        first == POLICY_MESSAGES_PER_SECOND ? "messages" : "recipients",
 			        rate_period_name[r - first], (long long)secs, when);
 			*reason_r = policy_limit_name((enum policy_limit)r);
@@ -302,20 +304,21 @@ static void rates_take(struct subject **subj, int n, int first, int64_t now_us)
 	for (int i = 0; i < n; i++)
 		for (int r = first; r < first + 4; r++)
 			if (subj[i]->lim[r] != 0)
-				util_gcra_add(&subj[i]->gcra[r],
-				              util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND,
-				                                 subj[i]->lim[r]),
-				              1, now_us);
+				util_gcra_add(
+				    &subj[i]->gcra[r],
+				    util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND,
+				                       subj[i]->lim[r]),
+				    1, now_us);
 }
 
 static void rates_refund(struct subject *s, int first, uint32_t cells)
 {
 	for (int r = first; r < first + 4; r++)
 		if (s->lim[r] != 0 && cells > 0)
-			util_gcra_refund(&s->gcra[r],
-			                 util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND,
-			                                    s->lim[r]),
-			                 cells);
+			util_gcra_refund(
+			    &s->gcra[r],
+			    util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND, s->lim[r]),
+			    cells);
 }
 
 static int size_fits(struct subject **subj, int n, const struct policy_client *c, uint64_t size,
@@ -328,8 +331,9 @@ static int size_fits(struct subject **subj, int n, const struct policy_client *c
 		if (lim == 0 || size <= lim)
 			continue;
 		who(subj[i], c, name, sizeof name);
-		verdict(v, 552, "5.3.4", "Message too big: %s may send messages of at most %llu octets",
-		        name, (unsigned long long)lim);
+		verdict(v, 552, "5.3.4",
+		        "Message too big: %s may send messages of at most %llu octets", name,
+		        (unsigned long long)lim);
 		*reason_r = "message_size";
 		subj[i]->stats.refused++;
 		return 0;
@@ -355,8 +359,11 @@ int policy_limits_mail(struct policy_limits *pl, struct store *st, const struct 
 	if (!rates_fit(subj, n, POLICY_MESSAGES_PER_SECOND, c, now_us, v_r, reason_r))
 		return 0;
 	rates_take(subj, n, POLICY_MESSAGES_PER_SECOND, now_us);
-	*txn = (struct policy_txn){.tenant_id = c->tenant_id, .credential_id = c->credential_id,
-	                           .message = 1, .day = subj[0]->day, .month = subj[0]->month};
+	*txn = (struct policy_txn){.tenant_id = c->tenant_id,
+	                           .credential_id = c->credential_id,
+	                           .message = 1,
+	                           .day = subj[0]->day,
+	                           .month = subj[0]->month};
 	verdict(v_r, 250, "2.1.0", "Ok");
 	return 0;
 }
@@ -404,10 +411,11 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 		lim = s->lim[POLICY_QUOTA_DAY];
 		if (lim != 0 && s->stats.quota_day_used + 1 > lim) {
 			iso_time((now_us / US_PER_SECOND / 86400 + 1) * 86400, when);
-			verdict(v_r, 452, "4.5.3",
-			        "Daily quota reached: %s may send to %llu recipients a day; it renews "
-			        "at %s",
-			        name, (unsigned long long)lim, when);
+			verdict(
+			    v_r, 452, "4.5.3",
+			    "Daily quota reached: %s may send to %llu recipients a day; it renews "
+			    "at %s",
+			    name, (unsigned long long)lim, when);
 			*reason_r = "quota_day";
 			s->stats.refused++;
 			return 0;
@@ -452,8 +460,8 @@ static int txn_subjects(struct policy_limits *pl, const struct policy_txn *txn,
 {
 	int n = 0;
 
-	if (txn->credential_id > 0 && (out[n] = *subject_slot(pl, POLICY_CREDENTIAL,
-	                                                      txn->credential_id)) != NULL)
+	if (txn->credential_id > 0 &&
+	    (out[n] = *subject_slot(pl, POLICY_CREDENTIAL, txn->credential_id)) != NULL)
 		n++;
 	if ((out[n] = *subject_slot(pl, POLICY_TENANT, txn->tenant_id)) != NULL)
 		n++;

@@ -9,6 +9,6 @@
 /* limits.c: count an AUTH event of credential.c in the stats of the login
  * and of its tenant. */
 void policy_limits_count_auth(struct policy_limits *pl, int64_t tenant_id, int64_t credential_id,
-			      int outside, int new_network, int64_t now_s);
+                              int outside, int new_network, int64_t now_s);
 
 #endif

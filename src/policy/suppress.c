@@ -32,7 +32,7 @@ int policy_suppress_reply(int code, const char *enhanced, const char *reply)
 }
 
 int policy_check_suppressed(struct store *st, const struct policy_client *c,
-			    const struct smtp_address *rcpt, struct policy_verdict *v_r)
+                            const struct smtp_address *rcpt, struct policy_verdict *v_r)
 {
 	struct store_suppression x;
 	char addr[SMTP_PATH_MAX * 2], *err = NULL;
@@ -49,8 +49,10 @@ int policy_check_suppressed(struct store *st, const struct policy_client *c,
 	if (r < 0) {
 		v_r->code = 451;
 		util_strlcpy(v_r->enhanced, "4.3.0", sizeof v_r->enhanced);
-		util_strlcpy(v_r->text, "Temporary failure reading the suppression list, try again "
-			     "later", sizeof v_r->text);
+		util_strlcpy(v_r->text,
+		             "Temporary failure reading the suppression list, try again "
+		             "later",
+		             sizeof v_r->text);
 		return -1;
 	}
 	if (r == STORE_NOTFOUND)
@@ -60,8 +62,8 @@ int policy_check_suppressed(struct store *st, const struct policy_client *c,
 	/* the address itself is the client's own RCPT: not repeated, so the
 	 * text never outgrows the reply */
 	snprintf(v_r->text, sizeof v_r->text,
-		 "Recipient is on tenant %s's suppression list (%s); not sent",
-		 c->tenant ? c->tenant : "?",
-		 strcmp(x.source, "bounce") == 0 ? "it bounced earlier" : "added by hand");
+	         "Recipient is on tenant %s's suppression list (%s); not sent",
+	         c->tenant ? c->tenant : "?",
+	         strcmp(x.source, "bounce") == 0 ? "it bounced earlier" : "added by hand");
 	return 0;
 }

@@ -79,8 +79,8 @@ static size_t usage_hash(int64_t t, int64_t c, int64_t h, const char *m)
 /* Add n to a row, under the mutex. */
 static void usage_add_locked(struct policy_usage *u, const struct store_usage *k, uint64_t n)
 {
-	struct usage_row **pp = &u->buckets[usage_hash(k->tenant_id, k->credential_id, k->hour,
-							 k->metric)];
+	struct usage_row **pp =
+	    &u->buckets[usage_hash(k->tenant_id, k->credential_id, k->hour, k->metric)];
 
 	for (; *pp; pp = &(*pp)->next) {
 		struct store_usage *r = &(*pp)->u;
@@ -92,7 +92,7 @@ static void usage_add_locked(struct policy_usage *u, const struct store_usage *k
 	}
 	if ((*pp = calloc(1, sizeof **pp)) == NULL) {
 		log_err("usage not counted: out of memory tenant=%lld metric=%s",
-			(long long)k->tenant_id, k->metric);
+		        (long long)k->tenant_id, k->metric);
 		return;
 	}
 	(*pp)->u = *k;
@@ -101,10 +101,10 @@ static void usage_add_locked(struct policy_usage *u, const struct store_usage *k
 }
 
 void policy_usage_count(struct policy_usage *u, int64_t tenant_id, int64_t credential_id,
-			const char *metric, uint64_t n, int64_t now)
+                        const char *metric, uint64_t n, int64_t now)
 {
-	struct store_usage k = {.tenant_id = tenant_id, .credential_id = credential_id,
-				.hour = now / 3600};
+	struct store_usage k = {
+	    .tenant_id = tenant_id, .credential_id = credential_id, .hour = now / 3600};
 
 	if (u == NULL || n == 0 || tenant_id <= 0 ||
 	    util_strlcpy(k.metric, metric, sizeof k.metric) >= sizeof k.metric)
@@ -115,7 +115,7 @@ void policy_usage_count(struct policy_usage *u, int64_t tenant_id, int64_t crede
 }
 
 void policy_usage_refused(struct policy_usage *u, int64_t tenant_id, int64_t credential_id,
-			  const char *reason, int64_t now)
+                          const char *reason, int64_t now)
 {
 	char metric[STORE_METRIC_MAX + 1];
 
@@ -124,7 +124,7 @@ void policy_usage_refused(struct policy_usage *u, int64_t tenant_id, int64_t cre
 }
 
 void policy_usage_suppress(struct policy_usage *u, int64_t tenant_id, const char *address,
-			   const char *reason, int64_t now)
+                           const char *reason, int64_t now)
 {
 	struct store_suppression *x;
 
@@ -138,8 +138,8 @@ void policy_usage_suppress(struct policy_usage *u, int64_t tenant_id, const char
 			p = reallocarray(u->supp, cap, sizeof *p);
 		if (p == NULL) {
 			pthread_mutex_unlock(&u->mu);
-			log_err("suppression dropped tenant=%lld address=<%s>", (long long)tenant_id,
-				address);
+			log_err("suppression dropped tenant=%lld address=<%s>",
+			        (long long)tenant_id, address);
 			return;
 		}
 		u->supp = p;
@@ -195,7 +195,7 @@ int policy_usage_flush(struct policy_usage *u, struct store *st)
 	if (r == 0) {
 		for (size_t i = 0; i < nsupp; i++)
 			log_info("suppression added tenant_id=%lld address=<%s> source=bounce",
-				 (long long)supp[i].tenant_id, supp[i].address);
+			         (long long)supp[i].tenant_id, supp[i].address);
 		log_debug("usage flushed rows=%zu suppressions=%zu", k, nsupp);
 		usage_rows_free(taken);
 		free(rows);
@@ -213,7 +213,7 @@ put_back:
 	for (size_t i = 0; i < nsupp; i++) {
 		pthread_mutex_unlock(&u->mu);
 		policy_usage_suppress(u, supp[i].tenant_id, supp[i].address, supp[i].reason,
-				      supp[i].created);
+		                      supp[i].created);
 		pthread_mutex_lock(&u->mu);
 	}
 	pthread_mutex_unlock(&u->mu);

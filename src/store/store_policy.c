@@ -46,7 +46,8 @@ static const char sql_cnet_list[] = "SELECT credential_id, cidr, created FROM cr
 static const char sql_seen_add[] =
     "INSERT INTO credential_seen (credential_id, network, first_seen) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (credential_id, network) DO NOTHING";
-static const char sql_seen_count[] = "SELECT count(*) FROM credential_seen WHERE credential_id = ?1";
+static const char sql_seen_count[] =
+    "SELECT count(*) FROM credential_seen WHERE credential_id = ?1";
 static const char sql_seen_list[] = "SELECT credential_id, network, first_seen FROM credential_seen"
                                     " WHERE credential_id = ?1 ORDER BY first_seen, network";
 
@@ -80,7 +81,8 @@ static int store_check_limit_name(const char *name, char **err_r)
 {
 	size_t n = strlen(name);
 
-	if (n == 0 || n > STORE_LIMIT_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz_") != n) {
+	if (n == 0 || n > STORE_LIMIT_NAME_MAX ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz_") != n) {
 		store_seterr(err_r, "limit name must be 1-%d of [a-z_]", STORE_LIMIT_NAME_MAX);
 		return -1;
 	}
@@ -147,15 +149,16 @@ int store_limit_set(struct store *st, int64_t tenant_id, int64_t credential_id, 
 	return 0;
 }
 
-int store_limit_unset(struct store *st, int64_t tenant_id, int64_t credential_id,
-                      const char *name, char **err_r)
+int store_limit_unset(struct store *st, int64_t tenant_id, int64_t credential_id, const char *name,
+                      char **err_r)
 {
 	sqlite3_stmt *s;
 	int r;
 
 	if (store_check_limit_name(name, err_r) < 0)
 		return -1;
-	s = store_sql_stmt(st, credential_id ? sql_limit_unset_cred : sql_limit_unset_tenant, err_r);
+	s = store_sql_stmt(st, credential_id ? sql_limit_unset_cred : sql_limit_unset_tenant,
+	                   err_r);
 	if (s == NULL)
 		return -1;
 	store_bind_int(s, 1, credential_id ? credential_id : tenant_id);
@@ -257,8 +260,8 @@ int store_credential_network_list(struct store *st, int64_t credential_id,
 	                     "listing a login's networks", err_r);
 }
 
-int store_credential_seen(struct store *st, int64_t credential_id, const char *network,
-                          int64_t now, int *new_r, size_t *before_r, char **err_r)
+int store_credential_seen(struct store *st, int64_t credential_id, const char *network, int64_t now,
+                          int *new_r, size_t *before_r, char **err_r)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -293,8 +296,7 @@ int store_credential_seen(struct store *st, int64_t credential_id, const char *n
 }
 
 int store_credential_seen_list(struct store *st, int64_t credential_id,
-                               struct store_credential_network **list_r, size_t *n_r,
-                               char **err_r)
+                               struct store_credential_network **list_r, size_t *n_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_seen_list, err_r);
 
@@ -326,7 +328,8 @@ static int store_check_source(const char *source, char **err_r)
 {
 	if (strcmp(source, "bounce") != 0 && strcmp(source, "operator") != 0 &&
 	    strcmp(source, "tenant") != 0)
-		return store_checkerr(err_r, "suppression source must be bounce, operator or tenant");
+		return store_checkerr(err_r,
+		                      "suppression source must be bounce, operator or tenant");
 	return 0;
 }
 
@@ -363,8 +366,7 @@ int store_suppression_add(struct store *st, const struct store_suppression *x, c
 	return 0;
 }
 
-int store_suppression_remove(struct store *st, int64_t tenant_id, const char *address,
-                             char **err_r)
+int store_suppression_remove(struct store *st, int64_t tenant_id, const char *address, char **err_r)
 {
 	char addr[STORE_ADDRESS_MAX + 1];
 	sqlite3_stmt *s;
@@ -401,8 +403,8 @@ int store_suppression_get(struct store *st, int64_t tenant_id, const char *addre
 	return store_get_one(st, s, store_row_supp, x_r, "looking up a suppression", err_r);
 }
 
-int store_suppression_list(struct store *st, int64_t tenant_id,
-                           struct store_suppression **list_r, size_t *n_r, char **err_r)
+int store_suppression_list(struct store *st, int64_t tenant_id, struct store_suppression **list_r,
+                           size_t *n_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_supp_list, err_r);
 
@@ -439,8 +441,8 @@ static int store_usage_add_one(struct store *st, const struct store_usage *u, ch
 	int rc;
 
 	if (n == 0 || n > STORE_METRIC_MAX || u->count > INT64_MAX) {
-		log_err("store usage row skipped tenant=%lld metric=\"%.64s\"", (long long)u->tenant_id,
-		        u->metric);
+		log_err("store usage row skipped tenant=%lld metric=\"%.64s\"",
+		        (long long)u->tenant_id, u->metric);
 		return 0;
 	}
 	if ((s = store_sql_stmt(st, sql_usage_add, err_r)) == NULL)
@@ -465,8 +467,8 @@ static int store_supp_add_keep(struct store *st, const struct store_suppression 
 	sqlite3_stmt *s;
 	int rc;
 
-	if (store_check_address(x->address, addr, &why) < 0 || store_check_source(x->source, &why) < 0 ||
-	    strlen(x->reason) > STORE_REASON_MAX) {
+	if (store_check_address(x->address, addr, &why) < 0 ||
+	    store_check_source(x->source, &why) < 0 || strlen(x->reason) > STORE_REASON_MAX) {
 		log_err("store suppression skipped tenant=%lld address=\"%.80s\" error=\"%s\"",
 		        (long long)x->tenant_id, x->address, why ? why : "reason too long");
 		free(why);
@@ -502,9 +504,8 @@ fail:
 	return -1;
 }
 
-int store_usage_sum(struct store *st, int64_t tenant_id, int64_t credential_id,
-                    const char *metric, int64_t from_hour, int64_t to_hour, uint64_t *sum_r,
-                    char **err_r)
+int store_usage_sum(struct store *st, int64_t tenant_id, int64_t credential_id, const char *metric,
+                    int64_t from_hour, int64_t to_hour, uint64_t *sum_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_usage_sum, err_r);
 	int rc;

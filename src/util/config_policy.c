@@ -14,10 +14,10 @@
 
 /* The order is policy.h's enum policy_limit. */
 const char *const config_policy_limit_names[CONFIG_POLICY_LIMITS] = {
-    "messages_per_second",   "messages_per_minute", "messages_per_hour",
-    "messages_per_day",      "recipients_per_second", "recipients_per_minute",
-    "recipients_per_hour",   "recipients_per_day",  "quota_day",
-    "quota_month",           "recipients_per_message", "message_size",
+    "messages_per_second", "messages_per_minute",    "messages_per_hour",
+    "messages_per_day",    "recipients_per_second",  "recipients_per_minute",
+    "recipients_per_hour", "recipients_per_day",     "quota_day",
+    "quota_month",         "recipients_per_message", "message_size",
 };
 
 void config_policy_defaults(struct config_policy *p)

@@ -31,7 +31,7 @@ int64_t util_gcra_ready_us(const struct util_gcra *g, int64_t interval_us, uint3
 }
 
 int util_gcra_check(const struct util_gcra *g, int64_t interval_us, uint32_t burst, uint32_t n,
-		    int64_t now_us, int64_t *wait_us_r)
+                    int64_t now_us, int64_t *wait_us_r)
 {
 	int64_t start, end, allowance;
 

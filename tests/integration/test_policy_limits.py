@@ -345,3 +345,15 @@ def test_deferred_attempts_counted(sluice_factory, peer):
     u = usage(sl)
     assert u["total"]["accepted_messages"] == 1 and u["total"]["bounced"] == 0
     assert json.loads(sl.cli("suppression", "list", "acme", "--json").stdout.decode()) == []
+
+
+def test_trusted_network_counts_for_the_tenant(sluice_factory):
+    """Mail from a trusted network (relay listener, no AUTH) is the tenant's: the
+    tenant's limits hold and its usage counts it (as credential 0)."""
+    sl = policy_sluice(sluice_factory)
+    sl.cli("limit", "set", "acme", "messages_per_minute=1")
+    with session(sl, "relay") as c:
+        assert send_one(c, ["a@example.org"])[2].code == 250
+        r = c.cmd("MAIL FROM:<alice@acme.example>")
+    assert r.code == 451 and "tenant acme" in r.text and "messages_per_minute" in r.text, r
+    usage_is(sl, accepted_messages=1, refused__messages_per_minute=1)

@@ -17,8 +17,8 @@
 
 #include "policy/policy.h"
 
-#define S 1000000LL                /* a second in microseconds */
-#define T0 (1796083200LL * S)      /* 2026-12-01T00:00:00Z */
+#define S 1000000LL           /* a second in microseconds */
+#define T0 (1796083200LL * S) /* 2026-12-01T00:00:00Z */
 
 struct fixture {
 	char dir[64];
@@ -46,10 +46,16 @@ static int setup(void **state)
 	f->app1 = c.id;
 	assert_int_equal(store_credential_lookup(f->st, "app2", &c, &err), 0);
 	f->app2 = c.id;
-	f->c1 = (struct policy_client){.tenant_id = f->acme, .tenant = "acme", .submission = 1,
-				       .credential_id = f->app1, .user = "app1"};
-	f->c2 = (struct policy_client){.tenant_id = f->acme, .tenant = "acme", .submission = 1,
-				       .credential_id = f->app2, .user = "app2"};
+	f->c1 = (struct policy_client){.tenant_id = f->acme,
+	                               .tenant = "acme",
+	                               .submission = 1,
+	                               .credential_id = f->app1,
+	                               .user = "app1"};
+	f->c2 = (struct policy_client){.tenant_id = f->acme,
+	                               .tenant = "acme",
+	                               .submission = 1,
+	                               .credential_id = f->app2,
+	                               .user = "app2"};
 	f->relay = (struct policy_client){.tenant_id = f->beta, .tenant = "beta"};
 	f->pl = policy_limits_new(NULL);
 	assert_non_null(f->pl);
@@ -70,8 +76,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void set_limit(struct fixture *f, int64_t tenant, int64_t cred, const char *name,
-		      uint64_t v)
+static void set_limit(struct fixture *f, int64_t tenant, int64_t cred, const char *name, uint64_t v)
 {
 	char *err = NULL;
 
@@ -80,7 +85,7 @@ static void set_limit(struct fixture *f, int64_t tenant, int64_t cred, const cha
 
 /* MAIL then commit one message: the code MAIL got. */
 static int mail(struct fixture *f, const struct policy_client *c, int64_t now,
-		struct policy_verdict *v, const char **reason)
+                struct policy_verdict *v, const char **reason)
 {
 	struct policy_txn txn = {0};
 
@@ -123,8 +128,7 @@ static void test_rate_windows(void **state)
 		assert_string_equal(reason, cases[i].name);
 		assert_non_null(strstr(v.text, cases[i].name));
 		assert_non_null(strstr(v.text, "tenant acme"));
-		snprintf(want, sizeof want, "retry in %llds",
-			 (long long)((interval + S - 1) / S));
+		snprintf(want, sizeof want, "retry in %llds", (long long)((interval + S - 1) / S));
 		assert_non_null(strstr(v.text, want));
 		/* smooth: not the next window, one interval later */
 		assert_int_equal(mail(f, &f->c1, now + interval - 1, &v, &reason), 451);
@@ -218,8 +222,11 @@ static void test_recipients(void **state)
 static void test_quotas(void **state)
 {
 	struct fixture *f = *state;
-	struct store_usage u = {.tenant_id = 0, .credential_id = 0, .hour = T0 / S / 3600 - 48,
-				.metric = "accepted_recipients", .count = 7};
+	struct store_usage u = {.tenant_id = 0,
+	                        .credential_id = 0,
+	                        .hour = T0 / S / 3600 - 48,
+	                        .metric = "accepted_recipients",
+	                        .count = 7};
 	struct policy_verdict v;
 	struct policy_txn txn = {0};
 	const char *reason;
@@ -322,7 +329,7 @@ static void test_defaults(void **state)
 	assert_int_equal(mail(f, &f->relay, T0, &v, &reason), 250);
 	assert_int_equal(policy_limit_from_name("quota_month"), POLICY_QUOTA_MONTH);
 	assert_string_equal(policy_limit_name(POLICY_RECIPIENTS_PER_MESSAGE),
-			    "recipients_per_message");
+	                    "recipients_per_message");
 	assert_int_equal(policy_limit_from_name("nope"), -1);
 }
 
@@ -346,34 +353,34 @@ static void test_auth_network(void **state)
 
 	/* not bound: anywhere; the first network is a baseline */
 	sin4(&ss, "192.0.2.77");
-	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1,
-					     (struct sockaddr *)&ss, &outside, &isnew, net),
-			 0);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     &outside, &isnew, net),
+	                 0);
 	assert_false(outside);
 	assert_false(isnew);
 	assert_string_equal(net, "192.0.2.0/24");
 	sin4(&ss, "192.0.2.1");
-	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1,
-					     (struct sockaddr *)&ss, &outside, &isnew, net),
-			 0);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     &outside, &isnew, net),
+	                 0);
 	assert_false(isnew);
 	sin4(&ss, "203.0.113.9");
-	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1,
-					     (struct sockaddr *)&ss, &outside, &isnew, net),
-			 0);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     &outside, &isnew, net),
+	                 0);
 	assert_true(isnew);
 	assert_false(outside);
 	/* bound */
 	assert_int_equal(store_credential_network_add(f->st, f->app1, "192.0.2.0/25", &err), 0);
 	sin4(&ss, "192.0.2.200");
-	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1,
-					     (struct sockaddr *)&ss, &outside, &isnew, net),
-			 0);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     &outside, &isnew, net),
+	                 0);
 	assert_true(outside);
 	sin4(&ss, "192.0.2.100");
-	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1,
-					     (struct sockaddr *)&ss, &outside, &isnew, net),
-			 0);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     &outside, &isnew, net),
+	                 0);
 	assert_false(outside);
 	assert_int_equal(policy_limits_stats(f->pl, POLICY_CREDENTIAL, f->app1, &st), 0);
 	assert_int_equal(st.auth_new_network, 1);

@@ -49,8 +49,8 @@ static void open_store(struct fixture *f)
 	assert_int_equal(store_tenant_add(f->st, "acme", &f->acme, &err), 0);
 	assert_int_equal(store_tenant_add(f->st, "beta", &f->beta, &err), 0);
 	assert_int_equal(store_credential_set(f->st, f->acme, "app1",
-					      "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", &err),
-			 0);
+	                                      "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", &err),
+	                 0);
 	assert_int_equal(store_credential_lookup(f->st, "app1", &c, &err), 0);
 	f->cred = c.id;
 }
@@ -82,7 +82,8 @@ static void test_limits(void **state)
 	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 100, &err), 0);
 	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 200, &err), 0);
 	assert_int_equal(store_limit_set(f->st, f->acme, 0, "quota_month", 0, &err), 0);
-	assert_int_equal(store_limit_set(f->st, f->acme, f->cred, "recipients_per_day", 7, &err), 0);
+	assert_int_equal(store_limit_set(f->st, f->acme, f->cred, "recipients_per_day", 7, &err),
+	                 0);
 	assert_int_equal(store_limit_set(f->st, f->acme, 0, "Bad-Name", 1, &err), -1);
 	free(err);
 	err = NULL;
@@ -126,7 +127,7 @@ static void test_networks(void **state)
 	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err), 0);
 	assert_int_equal(store_credential_network_add(f->st, f->cred, "2001:DB8::/32", &err), 0);
 	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err),
-			 STORE_EXISTS);
+	                 STORE_EXISTS);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.1/16", &err), -1);
@@ -139,23 +140,21 @@ static void test_networks(void **state)
 	free(l);
 	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err), 0);
 	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err),
-			 STORE_NOTFOUND);
+	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 
-	assert_int_equal(store_credential_seen(f->st, f->cred, "192.0.2.0/24", 100, &isnew, &before,
-					       &err),
-			 0);
+	assert_int_equal(
+	    store_credential_seen(f->st, f->cred, "192.0.2.0/24", 100, &isnew, &before, &err), 0);
 	assert_true(isnew);
 	assert_int_equal(before, 0);
-	assert_int_equal(store_credential_seen(f->st, f->cred, "192.0.2.0/24", 200, &isnew, &before,
-					       &err),
-			 0);
+	assert_int_equal(
+	    store_credential_seen(f->st, f->cred, "192.0.2.0/24", 200, &isnew, &before, &err), 0);
 	assert_false(isnew);
 	assert_int_equal(before, 1);
-	assert_int_equal(store_credential_seen(f->st, f->cred, "198.51.100.0/24", 300, &isnew,
-					       &before, &err),
-			 0);
+	assert_int_equal(
+	    store_credential_seen(f->st, f->cred, "198.51.100.0/24", 300, &isnew, &before, &err),
+	    0);
 	assert_true(isnew);
 	assert_int_equal(before, 1);
 	assert_int_equal(store_credential_seen_list(f->st, f->cred, &l, &n, &err), 0);
@@ -191,7 +190,7 @@ static void test_suppressions(void **state)
 	err = NULL;
 	/* per tenant */
 	assert_int_equal(store_suppression_get(f->st, f->beta, "bob@example.org", &got, &err),
-			 STORE_NOTFOUND);
+	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_suppression_get(f->st, f->acme, "BOB@example.org", &got, &err), 0);
@@ -217,7 +216,7 @@ static void test_suppressions(void **state)
 	free(l);
 	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@EXAMPLE.org", &err), 0);
 	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@example.org", &err),
-			 STORE_NOTFOUND);
+	                 STORE_NOTFOUND);
 	free(err);
 }
 
@@ -254,17 +253,14 @@ static void test_usage(void **state)
 	assert_int_equal(store_suppression_get(f->st, f->acme, "gone@example.org", &got, &err), 0);
 	assert_string_equal(got.source, "bounce");
 
-	assert_int_equal(store_usage_sum(f->st, f->acme, -1, "accepted_recipients", 10, 12, &sum,
-					 &err),
-			 0);
+	assert_int_equal(
+	    store_usage_sum(f->st, f->acme, -1, "accepted_recipients", 10, 12, &sum, &err), 0);
 	assert_int_equal(sum, 3 + 3 + 2 + 5);
-	assert_int_equal(store_usage_sum(f->st, f->acme, f->cred, "accepted_recipients", 10, 11,
-					 &sum, &err),
-			 0);
+	assert_int_equal(
+	    store_usage_sum(f->st, f->acme, f->cred, "accepted_recipients", 10, 11, &sum, &err), 0);
 	assert_int_equal(sum, 6);
-	assert_int_equal(store_usage_sum(f->st, f->beta, -1, "accepted_recipients", 0, 100, &sum,
-					 &err),
-			 0);
+	assert_int_equal(
+	    store_usage_sum(f->st, f->beta, -1, "accepted_recipients", 0, 100, &sum, &err), 0);
 	assert_int_equal(sum, 0);
 
 	assert_int_equal(store_usage_list(f->st, f->acme, 11, &l, &n, &err), 0);
@@ -294,21 +290,22 @@ static void test_migrates_v1(void **state)
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(
-	    sqlite3_exec(db,
-			 "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-			 "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
-			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-			 " updated INTEGER NOT NULL);"
-			 "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
-			 " NULL DEFAULT 0, created INTEGER NOT NULL);"
-			 "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
-			 "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
-			 "PRAGMA user_version = 1;",
-			 NULL, NULL, NULL),
+	    sqlite3_exec(
+	        db,
+	        "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+	        "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+	        " updated INTEGER NOT NULL);"
+	        "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+	        " NULL DEFAULT 0, created INTEGER NOT NULL);"
+	        "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	        "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
+	        "PRAGMA user_version = 1;",
+	        NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	if (store_open(f->uri, &f->st, &err) != 0)

@@ -618,40 +618,23 @@ static int session_data_headers(struct session *s, const struct smtp_server_even
 	return -1;
 }
 
-/* DKIM (issue 5): sign the assembled message for its From: domain and
- * put the signatures on top, before the spool; nothing changes it after.
- * A domain without keys, or a signing failure, sends it unsigned with a
- * log line.  0, or -1 out of memory. */
-static int session_sign(struct session *s, const char *domain, const char *id, struct buf *msg)
+/* To the spool (DKIM, issue 5): through the signer's threads when the
+ * From: domain has keys (they sign it, put the signatures on top and
+ * spool it: nothing changes it after that), else straight, unsigned, with
+ * a log line.  spool_done() runs once either way.  0 queued, -1 not. */
+static int session_queue(struct session *s, const char *domain, const struct spool_message *m,
+			 struct buf *msg)
 {
 	struct sluiced *d = s->d;
-	struct buf sigs = BUF_INIT;
-	const char *why = "?";
-	int n;
 
-	if (domain[0] == '\0')
-		return 0;
-	signer_refresh(d->signer, d->store);
-	n = signer_sign(d->signer, domain, msg->data, msg->len, util_wall_seconds(), &sigs, &why);
-	if (n <= 0) {
-		if (n == 0)
-			log_info("queue=%s session=%016llx dkim=none domain=%s reason=no-keys", id,
-				 (unsigned long long)s->id, domain);
-		else
-			log_warn("queue=%s session=%016llx dkim=failed domain=%s reason=\"%s\"", id,
-				 (unsigned long long)s->id, domain, why);
-		buf_free(&sigs);
-		return 0;
+	if (domain[0] != '\0') {
+		signer_refresh(d->signer, d->store);
+		if (signer_has_keys(d->signer, domain))
+			return signer_submit(d->signer, domain, d->spool, m, msg, spool_done, s);
+		log_info("queue=%s session=%016llx dkim=none domain=%s reason=no-keys", m->id,
+			 (unsigned long long)s->id, domain);
 	}
-	if (buf_append(&sigs, msg->data, msg->len) < 0) {
-		buf_free(&sigs);
-		return -1;
-	}
-	log_info("queue=%s session=%016llx dkim=signed domain=%s selectors=%s", id,
-		 (unsigned long long)s->id, domain, signer_selectors(d->signer));
-	buf_free(msg);
-	*msg = sigs;
-	return 0;
+	return spool_submit(d->spool, m, spool_done, s);
 }
 
 /* ---- content scanning (scan/) ------------------------------------------ */
@@ -789,8 +772,6 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	t.tls_bits = bits;
 	if (message_assemble(&t, ev->u.data.data, ev->u.data.len, &out) < 0)
 		goto nomem;
-	if (session_sign(s, from_domain, m.id, &out) < 0)
-		goto nomem;
 
 	m.rcpts = calloc(n, sizeof *m.rcpts);
 	if (m.rcpts == NULL)
@@ -810,14 +791,14 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	m.sender = from;
 	m.data = out.data;
 	m.len = out.len;
-	if (spool_submit(d->spool, &m, spool_done, s) < 0) {
+	if (session_queue(s, from_domain, &m, &out) < 0) {
 		log_err("session=%016llx queue=%s spool refused the message", (unsigned long long)s->id,
 			m.id);
 		smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary queue failure, try again later");
 	} else {
 		s->wait = WAIT_SPOOL;
 		log_info("queue=%s session=%016llx received tenant=%s from=<%s> nrcpt=%zu size=%zu%s",
-			 m.id, (unsigned long long)s->id, s->tenant, from, n, out.len,
+			 m.id, (unsigned long long)s->id, s->tenant, from, n, m.len,
 			 s->scan_hold ? " held=scan" : "");
 	}
 	for (size_t i = 0; i < m.nrcpts; i++)

@@ -1,18 +1,26 @@
 /*
- * signer: the daemon's DKIM keys (see signer.h).  Keys come from the
- * store as PEM once per store generation and are kept parsed (OpenSSL
- * EVP_PKEYs), sorted by domain; a message costs a binary search and two
- * signatures.  A key that does not parse is skipped with a log line, so
- * one bad row never stops signing for the others.
+ * signer: the daemon's DKIM keys and signing threads (see signer.h).
+ *
+ * Keys come from the store as PEM and are kept parsed (OpenSSL
+ * EVP_PKEYs), sorted by domain, in a snapshot with a reference count: the
+ * current one is the signer's, and each queued job holds one, so a reload
+ * swaps the pointer and the old keys go when their last job is done.  A
+ * key that does not parse is skipped with a log line, so one bad row
+ * never stops signing for the others.
  */
 #include "cmd/signer.h"
 #include "message/message.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SIGNER_KEYS_PER_DOMAIN 2 /* one per algorithm */
+#define SIGNER_THREADS_MAX 64
+#define SIGNER_USED_MAX (SIGNER_KEYS_PER_DOMAIN * (STORE_SELECTOR_MAX + 1))
 
 struct signer_domain {
 	char domain[STORE_DOMAIN_MAX + 1];
@@ -22,35 +30,53 @@ struct signer_domain {
 	} k[SIGNER_KEYS_PER_DOMAIN]; /* [alg]; key NULL: none */
 };
 
-struct signer {
+struct signer_keys {
+	int refs; /* __atomic */
 	struct signer_domain *domains;
 	size_t n;
-	int64_t generation; /* the store's: anything changed */
-	uint64_t version;   /* the keys': they changed */
-	int loaded;
-	char used[2 * (STORE_SELECTOR_MAX + 1)];
 };
 
-struct signer *signer_new(void)
-{
-	return calloc(1, sizeof(struct signer));
-}
+struct signer_job {
+	struct signer_job *next;
+	struct signer_keys *keys; /* a reference */
+	char domain[STORE_DOMAIN_MAX + 1];
+	struct spool *spool;
+	struct spool_message m; /* copies; data is msg's */
+	struct buf msg;
+	spool_done_cb *cb;
+	void *ctx;
+};
 
-static void signer_domains_free(struct signer_domain *d, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		for (size_t a = 0; a < SIGNER_KEYS_PER_DOMAIN; a++)
-			dkim_key_free(&d[i].k[a].key);
-	free(d);
-}
+struct signer {
+	struct signer_keys *keys; /* current; NULL before the first load */
+	int64_t generation;       /* the store's: anything changed */
+	uint64_t version;         /* the keys': they changed */
 
-void signer_free(struct signer **s)
+	pthread_mutex_t lock;
+	pthread_cond_t more;
+	struct signer_job *head, **tail;
+	int stopping;
+	pthread_t threads[SIGNER_THREADS_MAX];
+	size_t nthreads;
+};
+
+/* ---- key snapshots ----------------------------------------------------------- */
+
+static void signer_keys_unref(struct signer_keys *k)
 {
-	if (*s == NULL)
+	if (k == NULL || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	signer_domains_free((*s)->domains, (*s)->n);
-	free(*s);
-	*s = NULL;
+	for (size_t i = 0; i < k->n; i++)
+		for (size_t a = 0; a < SIGNER_KEYS_PER_DOMAIN; a++)
+			dkim_key_free(&k->domains[i].k[a].key);
+	free(k->domains);
+	free(k);
+}
+
+static struct signer_keys *signer_keys_ref(struct signer_keys *k)
+{
+	__atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+	return k;
 }
 
 static int signer_cmp(const void *a, const void *b)
@@ -59,16 +85,25 @@ static int signer_cmp(const void *a, const void *b)
 		      ((const struct signer_domain *)b)->domain);
 }
 
+static struct signer_domain *signer_find(const struct signer_keys *k, const char *domain)
+{
+	struct signer_domain want;
+
+	if (k == NULL || util_strlcpy(want.domain, domain, sizeof want.domain) >= sizeof want.domain)
+		return NULL;
+	return bsearch(&want, k->domains, k->n, sizeof *k->domains, signer_cmp);
+}
+
 int signer_refresh(struct signer *s, struct store *st)
 {
 	struct store_dkim_key *rows = NULL;
-	struct signer_domain *list;
-	size_t n = 0, k = 0, keys = 0;
+	struct signer_keys *keys;
+	size_t n = 0, k = 0, nkeys = 0;
 	char *err = NULL;
 	int64_t gen = store_generation(st);
 	uint64_t version = 0;
 
-	if (s->loaded && gen == s->generation)
+	if (s->keys != NULL && gen == s->generation)
 		return 0;
 	/* most store changes (usage, tenants) leave the keys alone: parse
 	 * them again only when their table changed */
@@ -77,7 +112,7 @@ int signer_refresh(struct signer *s, struct store *st)
 		free(err);
 		return -1;
 	}
-	if (s->loaded && version == s->version) {
+	if (s->keys != NULL && version == s->version) {
 		s->generation = gen;
 		return 0;
 	}
@@ -86,57 +121,69 @@ int signer_refresh(struct signer *s, struct store *st)
 		free(err);
 		return -1;
 	}
-	list = calloc(n ? n : 1, sizeof *list);
-	if (list == NULL) {
+	keys = calloc(1, sizeof *keys);
+	if (keys != NULL && (keys->domains = calloc(n ? n : 1, sizeof *keys->domains)) == NULL) {
+		free(keys);
+		keys = NULL;
+	}
+	if (keys == NULL) {
 		util_wipe(rows, n * sizeof *rows);
 		free(rows);
 		return -1;
 	}
+	keys->refs = 1;
 	/* rows are ordered by domain, then id: a later active key of the
 	 * same algorithm (mid-rotation) replaces an earlier one */
 	for (size_t i = 0; i < n; i++) {
 		const struct store_dkim_key *r = &rows[i];
+		struct signer_domain *d;
 		struct dkim_key *key = NULL;
 		const char *why = NULL;
 		int alg = r->alg == STORE_DKIM_ED25519 ? 1 : 0;
 
-		if (k == 0 || strcmp(list[k - 1].domain, r->domain) != 0)
-			util_strlcpy(list[k++].domain, r->domain, sizeof list[0].domain);
+		if (k == 0 || strcmp(keys->domains[k - 1].domain, r->domain) != 0)
+			util_strlcpy(keys->domains[k++].domain, r->domain, sizeof keys->domains[0].domain);
+		d = &keys->domains[k - 1];
 		if (dkim_key_from_pem(r->pem, strlen(r->pem), &key, &why) < 0) {
 			log_warn("dkim key skipped domain=%s selector=%s reason=\"%s\"", r->domain,
 				 r->selector, why);
 			continue;
 		}
-		dkim_key_free(&list[k - 1].k[alg].key);
-		list[k - 1].k[alg].key = key;
-		util_strlcpy(list[k - 1].k[alg].selector, r->selector,
-			     sizeof list[0].k[0].selector);
-		keys++;
+		dkim_key_free(&d->k[alg].key);
+		d->k[alg].key = key;
+		util_strlcpy(d->k[alg].selector, r->selector, sizeof d->k[0].selector);
+		nkeys++;
 	}
 	util_wipe(rows, n * sizeof *rows);
 	free(rows);
-	qsort(list, k, sizeof *list, signer_cmp);
-	signer_domains_free(s->domains, s->n);
-	s->domains = list;
-	s->n = k;
+	keys->n = k;
+	qsort(keys->domains, k, sizeof *keys->domains, signer_cmp);
+	signer_keys_unref(s->keys);
+	s->keys = keys;
 	s->generation = gen;
 	s->version = version;
-	s->loaded = 1;
-	log_info("dkim keys loaded domains=%zu keys=%zu", k, keys);
+	log_info("dkim keys loaded domains=%zu keys=%zu", k, nkeys);
 	return 0;
 }
 
-int signer_sign(struct signer *s, const char *domain, const char *msg, size_t len, int64_t now,
-		struct buf *sigs_out, const char **why_r)
+int signer_has_keys(const struct signer *s, const char *domain)
 {
-	struct signer_domain want, *d;
-	size_t orig = sigs_out->len;
+	const struct signer_domain *d = signer_find(s->keys, domain);
+
+	return d != NULL && (d->k[0].key != NULL || d->k[1].key != NULL);
+}
+
+/* Every key of domain in keys: signatures appended to out, selectors to
+ * used.  Count, or -1 with *why_r (out unchanged). */
+static int signer_sign_keys(const struct signer_keys *keys, const char *domain, const char *msg,
+			    size_t len, int64_t now, struct buf *out, char used[SIGNER_USED_MAX],
+			    const char **why_r)
+{
+	const struct signer_domain *d = signer_find(keys, domain);
+	size_t orig = out->len;
 	int count = 0;
 
-	s->used[0] = '\0';
-	if (util_strlcpy(want.domain, domain, sizeof want.domain) >= sizeof want.domain)
-		return 0;
-	d = bsearch(&want, s->domains, s->n, sizeof *s->domains, signer_cmp);
+	used[0] = '\0';
 	if (d == NULL)
 		return 0;
 	for (size_t a = 0; a < SIGNER_KEYS_PER_DOMAIN; a++) {
@@ -145,24 +192,186 @@ int signer_sign(struct signer *s, const char *domain, const char *msg, size_t le
 		    .selector = d->k[a].selector,
 		    .timestamp = now,
 		};
-		size_t ulen = strlen(s->used);
+		size_t ulen = strlen(used);
 
 		if (d->k[a].key == NULL)
 			continue;
-		if (dkim_sign(d->k[a].key, &p, msg, len, sigs_out, why_r) < 0) {
-			sigs_out->len = orig;
-			if (sigs_out->data != NULL)
-				sigs_out->data[orig] = '\0';
+		if (dkim_sign(d->k[a].key, &p, msg, len, out, why_r) < 0) {
+			out->len = orig;
+			if (out->data != NULL)
+				out->data[orig] = '\0';
 			return -1;
 		}
-		snprintf(s->used + ulen, sizeof s->used - ulen, "%s%s", ulen ? "," : "",
-			 d->k[a].selector);
+		snprintf(used + ulen, SIGNER_USED_MAX - ulen, "%s%s", ulen ? "," : "", d->k[a].selector);
 		count++;
 	}
 	return count;
 }
 
-const char *signer_selectors(const struct signer *s)
+int signer_sign_now(struct signer *s, const char *domain, const char *msg, size_t len,
+		    int64_t now, struct buf *sigs_out, const char **why_r)
 {
-	return s->used;
+	char used[SIGNER_USED_MAX];
+
+	return signer_sign_keys(s->keys, domain, msg, len, now, sigs_out, used, why_r);
+}
+
+/* ---- the pool -------------------------------------------------------------------- */
+
+static void signer_job_free(struct signer_job *j)
+{
+	for (size_t i = 0; i < j->m.nrcpts; i++)
+		free(j->m.rcpts[i].addr);
+	free(j->m.rcpts);
+	free(j->m.sender);
+	buf_free(&j->msg);
+	signer_keys_unref(j->keys);
+	free(j);
+}
+
+/* On a pool thread: sign (or not), put the signatures on top, spool. */
+static void signer_job_run(struct signer_job *j)
+{
+	struct buf out = BUF_INIT;
+	const char *why = "?";
+	char used[SIGNER_USED_MAX];
+	int n;
+
+	n = signer_sign_keys(j->keys, j->domain, j->msg.data, j->msg.len, util_wall_seconds(), &out,
+			     used, &why);
+	if (n > 0 && buf_append(&out, j->msg.data, j->msg.len) == 0) {
+		log_info("queue=%s dkim=signed domain=%s selectors=%s", j->m.id, j->domain, used);
+		buf_free(&j->msg);
+		j->msg = out;
+	} else {
+		if (n == 0)
+			log_info("queue=%s dkim=none domain=%s reason=no-keys", j->m.id, j->domain);
+		else
+			log_warn("queue=%s dkim=failed domain=%s reason=\"%s\"", j->m.id, j->domain,
+				 n < 0 ? why : "out of memory");
+		buf_free(&out);
+	}
+	j->m.data = j->msg.data;
+	j->m.len = j->msg.len;
+	if (spool_submit(j->spool, &j->m, j->cb, j->ctx) < 0) {
+		log_err("queue=%s spool refused the signed message", j->m.id);
+		j->cb(j->ctx, -EIO, j->m.id);
+	}
+	signer_job_free(j);
+}
+
+static void *signer_thread(void *arg)
+{
+	struct signer *s = arg;
+
+	for (;;) {
+		struct signer_job *j;
+
+		pthread_mutex_lock(&s->lock);
+		while (s->head == NULL && !s->stopping)
+			pthread_cond_wait(&s->more, &s->lock);
+		j = s->head;
+		if (j != NULL) {
+			s->head = j->next;
+			if (s->head == NULL)
+				s->tail = &s->head;
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (j == NULL)
+			return NULL; /* stopping, queue drained */
+		signer_job_run(j);
+	}
+}
+
+struct signer *signer_new(unsigned threads)
+{
+	struct signer *s = calloc(1, sizeof *s);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (s == NULL)
+		return NULL;
+	if (threads == 0)
+		threads = cpus > 0 ? (unsigned)cpus : 1;
+	if (threads > SIGNER_THREADS_MAX)
+		threads = SIGNER_THREADS_MAX;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->more, NULL);
+	s->tail = &s->head;
+	for (unsigned i = 0; i < threads; i++) {
+		if (pthread_create(&s->threads[i], NULL, signer_thread, s) != 0) {
+			signer_free(&s);
+			return NULL;
+		}
+		s->nthreads++;
+	}
+	return s;
+}
+
+void signer_stop(struct signer *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stopping = 1;
+	pthread_cond_broadcast(&s->more);
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < s->nthreads; i++)
+		pthread_join(s->threads[i], NULL);
+	s->nthreads = 0;
+}
+
+void signer_free(struct signer **sp)
+{
+	struct signer *s = *sp;
+
+	if (s == NULL)
+		return;
+	signer_stop(s);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->more);
+	signer_keys_unref(s->keys);
+	free(s);
+	*sp = NULL;
+}
+
+int signer_submit(struct signer *s, const char *domain, struct spool *spool,
+		  const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx)
+{
+	struct signer_job *j;
+
+	if (s->keys == NULL || s->stopping || (j = calloc(1, sizeof *j)) == NULL)
+		return -1;
+	if (util_strlcpy(j->domain, domain, sizeof j->domain) >= sizeof j->domain)
+		goto fail;
+	j->m = *m;
+	j->m.rcpts = NULL;
+	j->m.nrcpts = 0;
+	j->m.data = NULL;
+	j->m.len = 0;
+	if ((j->m.sender = strdup(m->sender)) == NULL ||
+	    (j->m.rcpts = calloc(m->nrcpts ? m->nrcpts : 1, sizeof *j->m.rcpts)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		j->m.rcpts[i] = m->rcpts[i];
+		j->m.rcpts[i].last_reply = NULL;
+		if ((j->m.rcpts[i].addr = strdup(m->rcpts[i].addr)) == NULL)
+			goto fail;
+		j->m.nrcpts++;
+	}
+	j->keys = signer_keys_ref(s->keys);
+	j->spool = spool;
+	j->cb = cb;
+	j->ctx = ctx;
+	j->msg = *msg; /* taken */
+	*msg = (struct buf)BUF_INIT;
+	pthread_mutex_lock(&s->lock);
+	*s->tail = j;
+	s->tail = &j->next;
+	pthread_cond_signal(&s->more);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+fail:
+	j->msg = (struct buf)BUF_INIT; /* not taken */
+	signer_job_free(j);
+	return -1;
 }

@@ -374,8 +374,9 @@ int main(int argc, char **argv)
 		log_fatal("out of memory at start");
 	if (policy_networks_refresh(d.networks, d.store) < 0)
 		log_fatal("cannot load trusted networks");
-	/* DKIM keys: read once now, again only when the store changes */
-	if ((d.signer = signer_new()) == NULL)
+	/* DKIM keys: read once now, again only when they change; signing
+	 * threads, one per CPU (signer.h) */
+	if ((d.signer = signer_new(0)) == NULL)
 		log_fatal("out of memory at start");
 	if (signer_refresh(d.signer, d.store) < 0)
 		log_fatal("cannot load DKIM keys");
@@ -441,6 +442,7 @@ int main(int argc, char **argv)
 
 	log_info("shutting down sessions=%zu", d.nsessions);
 	deliver_engine_stop(d.deliver); /* no more spool calls from it */
+	signer_stop(d.signer); /* its threads spool what they still sign */
 	spool_close(&d.spool); /* waits for the last group commit */
 	deliver_engine_free(&d.deliver);
 	completions_run(d.done_fd, EV_READ, &d);

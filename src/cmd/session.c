@@ -513,7 +513,8 @@ static int session_limits_data(struct session *s, const struct smtp_server_event
 	struct policy_verdict v;
 	const char *reason = "?";
 
-	policy_limits_data(s->d->limits, s->d->store, &c, ev->u.data.len, &v, &reason);
+	policy_limits_data(s->d->limits, s->d->store, &c, ev->u.data.len, session_now_us(), &v,
+			   &reason);
 	if (v.code / 100 == 2)
 		return 0;
 	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",

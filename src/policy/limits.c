@@ -440,13 +440,14 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 }
 
 int policy_limits_data(struct policy_limits *pl, struct store *st, const struct policy_client *c,
-                       size_t len, struct policy_verdict *v_r, const char **reason_r)
+                       size_t len, int64_t now_us, struct policy_verdict *v_r,
+                       const char **reason_r)
 {
 	struct subject *subj[2];
 	int n;
 
 	*reason_r = "ok";
-	if ((n = subjects_of(pl, st, c, util_wall_seconds(), subj)) < 0)
+	if ((n = subjects_of(pl, st, c, now_us / US_PER_SECOND, subj)) < 0)
 		return store_failed(v_r, reason_r);
 	if (!size_fits(subj, n, c, len, v_r, reason_r))
 		return 0;

@@ -199,7 +199,8 @@ int policy_limits_rcpt(struct policy_limits *pl, struct store *st, const struct 
 		       const char **reason_r);
 /* End of DATA: the size of the message as received (552 5.3.4). */
 int policy_limits_data(struct policy_limits *pl, struct store *st, const struct policy_client *c,
-		       size_t len, struct policy_verdict *v_r, const char **reason_r);
+		       size_t len, int64_t now_us, struct policy_verdict *v_r,
+		       const char **reason_r);
 /* The message is queued: its reservations stay, counted as sent. */
 void policy_limits_commit(struct policy_limits *pl, struct policy_txn *txn);
 /* The transaction ended without a message: give everything back. */

@@ -319,9 +319,9 @@ static void test_defaults(void **state)
 	assert_string_equal(reason, "message_size");
 	policy_limits_mail(f->pl, f->st, &f->relay, 1000, T0, &txn, &v, &reason);
 	assert_int_equal(v.code, 250);
-	policy_limits_data(f->pl, f->st, &f->relay, 1001, &v, &reason);
+	policy_limits_data(f->pl, f->st, &f->relay, 1001, T0, &v, &reason);
 	assert_int_equal(v.code, 552);
-	policy_limits_data(f->pl, f->st, &f->relay, 1000, &v, &reason);
+	policy_limits_data(f->pl, f->st, &f->relay, 1000, T0, &v, &reason);
 	assert_int_equal(v.code, 250);
 	policy_limits_commit(f->pl, &txn);
 	assert_int_equal(mail(f, &f->relay, T0, &v, &reason), 451);

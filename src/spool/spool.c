@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -53,7 +54,14 @@ static struct spool *spool_alloc(const char *dir, int readonly)
 		return NULL;
 	}
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->work_cv, NULL);
+	{
+		/* the writer waits on work_cv with a deadline (lazy records) */
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&s->work_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_cond_init(&s->done_cv, NULL);
 	if (getrandom(&s->id_base, sizeof s->id_base, 0) != sizeof s->id_base)
 		s->id_base = util_now_ms() ^ (uint64_t)getpid() << 20;
@@ -402,6 +410,8 @@ int spool_set_rcpt_state_async(struct spool *s, const char *id, size_t rcpt_inde
 	}
 	if ((op = rcpt_state_op(s, id, rcpt_index, state)) == NULL)
 		return -1;
+	/* a failed recipient is final and its DSN ordering depends on it */
+	op->lazy = state->state == SPOOL_RCPT_DELIVERED || state->state == SPOOL_RCPT_PENDING;
 	return commit_async(s, op, id, cb, ctx);
 }
 

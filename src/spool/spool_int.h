@@ -19,6 +19,7 @@
 
 #define SPOOL_BATCH_DEFAULT 256
 #define SPOOL_BATCH_BYTES ((size_t)32 * 1024 * 1024) /* a batch stops growing past this */
+#define SPOOL_LAZY_SYNC_MS 50 /* lazy records are durable this long after they are written */
 
 /* The calls whose failure the writer must survive; tests replace them
  * (spool_set_io_hooks) to fail on demand.  NULL members: the real call. */
@@ -68,6 +69,10 @@ struct spool_op {
 	struct spool_op *next;
 	struct buf rec; /* one framed record */
 	int is_msg;
+	/* may wait for a later batch's fdatasync (SPOOL_LAZY_SYNC_MS at most):
+	 * a recipient delivered or deferred, whose loss in a crash repeats a
+	 * delivery or an attempt but loses nothing */
+	int lazy;
 	spool_done_cb *cb;
 	void *ctx;
 	char id[SPOOL_ID_LEN + 1];
@@ -96,6 +101,8 @@ struct spool {
 
 	/* writer only */
 	int seg_fd;
+	int unsynced;            /* lazy records written since the last fdatasync */
+	int64_t last_sync_ms;    /* CLOCK_MONOTONIC */
 	uint64_t seg_size, next_seq;
 	struct buf wbuf;
 	/* DELETE records for messages of failed batches that may be on disk

@@ -3,7 +3,16 @@
  * batch_max records), appends it to the active segment with one write,
  * fdatasync()s once, applies the records to the index and only then runs
  * the callbacks.  While it syncs, new submissions queue up and form the
- * next batch; with an empty queue it sleeps on work_cv.  No timers.
+ * next batch; with an empty queue it sleeps on work_cv.
+ *
+ * Lazy records (a recipient delivered or deferred, from the delivery
+ * engine) need not be on disk before their callback: losing one in a
+ * crash repeats a delivery or an attempt, never loses mail.  A batch of
+ * only lazy records is written without fdatasync when the last one was
+ * less than SPOOL_LAZY_SYNC_MS ago; the next batch's fdatasync covers it,
+ * and an idle writer syncs them when that time is up.  So under load,
+ * deliveries cost no fsync of their own.  Anything else in a batch (a
+ * message, a failure, an operator's change) syncs it as before.
  *
  * Failure: every callback of the batch gets -errno and the segment is cut
  * back to where the batch began.  After a failed fdatasync the page cache
@@ -17,7 +26,16 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+static int64_t writer_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void spool_unlink_segments(struct spool *s, const uint64_t *seqs, size_t n)
 {
@@ -126,27 +144,55 @@ void spool_set_io_hooks(struct spool *s, const struct spool_io_hooks *hooks)
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Write s->wbuf as one batch at *off_r.  0 or -errno.  When the segment
- * had to be abandoned, *abandoned_r is its number (the batch may be in it
- * despite the error), else 0. */
-static int commit(struct spool *s, uint64_t *off_r, uint64_t *abandoned_r)
+/* fdatasync the active segment for lazy records written without one.
+ * A failure abandons the segment, as in commit(). */
+static void sync_lazy(struct spool *s)
+{
+	if (!s->unsynced || s->seg_fd < 0)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stats.fsyncs++;
+	pthread_mutex_unlock(&s->mu);
+	if (do_fdatasync(s, s->seg_fd) < 0) {
+		/* the lazy records may be lost: that repeats deliveries, and
+		 * the next batch goes to a new segment */
+		log_err("spool lazy-sync-failed error=%s", strerror(errno));
+		segment_close(s, "fdatasync-failed");
+	}
+	s->unsynced = 0;
+	s->last_sync_ms = writer_now_ms();
+}
+
+/* Write s->wbuf as one batch at *off_r; fdatasync it unless lazy.  0 or
+ * -errno.  When the segment had to be abandoned, *abandoned_r is its
+ * number (the batch may be in it despite the error), else 0. */
+static int commit(struct spool *s, int lazy, uint64_t *off_r, uint64_t *abandoned_r)
 {
 	uint64_t off0;
 	int err;
 
 	*abandoned_r = 0;
-	if (s->seg_fd >= 0 && s->seg_size > 0 && s->seg_size + s->wbuf.len > s->segment_max)
+	if (s->seg_fd >= 0 && s->seg_size > 0 && s->seg_size + s->wbuf.len > s->segment_max) {
+		sync_lazy(s);
 		segment_close(s, NULL); /* roll; it was synced with its last batch */
+	}
 	if (s->seg_fd < 0 && (err = segment_create(s)) < 0)
 		return err;
 	*off_r = off0 = s->seg_size;
 	err = pwrite_all(s->seg_fd, s->wbuf.data, s->wbuf.len, off0);
+	if (err == 0 && lazy) {
+		s->seg_size += s->wbuf.len;
+		s->unsynced = 1;
+		return 0;
+	}
 	if (err == 0) {
 		pthread_mutex_lock(&s->mu);
 		s->stats.fsyncs++;
 		pthread_mutex_unlock(&s->mu);
 		if (do_fdatasync(s, s->seg_fd) == 0) {
 			s->seg_size += s->wbuf.len;
+			s->unsynced = 0;
+			s->last_sync_ms = writer_now_ms();
 			return 0;
 		}
 		err = -errno;
@@ -216,10 +262,32 @@ void *spool_writer_main(void *arg)
 		struct spool_op *batch, **tail, *op, *next;
 		uint64_t *dead = NULL, off = 0, abandoned = 0;
 		size_t n = 0, ndead = 0, bytes = 0, ntombs;
-		int status;
+		int status, lazy;
 
-		while (s->qhead == NULL && !s->closing)
+		while (s->qhead == NULL && !s->closing) {
+			if (s->unsynced) {
+				/* lazy records wait at most SPOOL_LAZY_SYNC_MS */
+				int64_t left = s->last_sync_ms + SPOOL_LAZY_SYNC_MS - writer_now_ms();
+				struct timespec until;
+
+				if (left <= 0) {
+					pthread_mutex_unlock(&s->mu);
+					sync_lazy(s);
+					pthread_mutex_lock(&s->mu);
+					continue;
+				}
+				clock_gettime(CLOCK_MONOTONIC, &until);
+				until.tv_sec += left / 1000;
+				until.tv_nsec += (left % 1000) * 1000000;
+				if (until.tv_nsec >= 1000000000) {
+					until.tv_sec++;
+					until.tv_nsec -= 1000000000;
+				}
+				pthread_cond_timedwait(&s->work_cv, &s->mu, &until);
+				continue;
+			}
 			pthread_cond_wait(&s->work_cv, &s->mu);
+		}
 		if (s->qhead == NULL) {
 			/* Last chance to write tombstones left by a failure. */
 			if (s->tombs.len == 0 || exiting)
@@ -242,12 +310,16 @@ void *spool_writer_main(void *arg)
 
 		buf_reset(&s->wbuf);
 		ntombs = s->tombs.len;
+		lazy = ntombs == 0 && !exiting &&
+		       writer_now_ms() - s->last_sync_ms < SPOOL_LAZY_SYNC_MS;
+		for (op = batch; op && lazy; op = op->next)
+			lazy = op->lazy;
 		status = buf_append(&s->wbuf, s->tombs.data, s->tombs.len) < 0 ? -ENOMEM : 0;
 		for (op = batch; op && status == 0; op = op->next)
 			if (buf_append(&s->wbuf, op->rec.data, op->rec.len) < 0)
 				status = -ENOMEM;
 		if (status == 0)
-			status = commit(s, &off, &abandoned);
+			status = commit(s, lazy, &off, &abandoned);
 		if (status < 0)
 			log_err("spool commit-failed records=%zu bytes=%zu error=%s", n, s->wbuf.len,
 				strerror(-status));
@@ -281,6 +353,7 @@ void *spool_writer_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);
+	sync_lazy(s);
 	if (s->tombs.len)
 		log_err("spool tombstones-unwritten bytes=%zu", s->tombs.len);
 	if (s->seg_fd >= 0) {

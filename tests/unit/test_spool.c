@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -714,6 +715,110 @@ static void test_rcpt_state_async(void **state)
 	tmpdir_free(dir);
 }
 
+static atomic_int lazy_syncs;
+
+static int count_fdatasync(int fd)
+{
+	atomic_fetch_add(&lazy_syncs, 1);
+	return fdatasync(fd);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Delivered and deferred recipients are lazy: written at once, made
+ * durable by a later batch or within SPOOL_LAZY_SYNC_MS, so a stream of
+ * them costs about one fdatasync per SPOOL_LAZY_SYNC_MS, not one each.
+ * A failed recipient is synced before its callback. */
+static void test_lazy_state(void **state)
+{
+	static const struct spool_io_hooks counting = {count_fdatasync, NULL};
+	char *dir = tmpdir_new();
+	struct spool *s = open_ok(dir, 0);
+	struct async_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct spool_rcpt delivered = {.state = SPOOL_RCPT_DELIVERED, .attempts = 1,
+				       .last_reply = "250 2.0.0 ok"};
+	struct spool_rcpt deferred = {.state = SPOOL_RCPT_PENDING, .attempts = 1,
+				      .next_attempt = 4102444800, .last_reply = "451 4.7.1 later"};
+	struct spool_rcpt failed = {.state = SPOOL_RCPT_FAILED, .attempts = 1,
+				    .last_reply = "550 5.1.1 no such user"};
+	struct spool_message m;
+	char ids[300][17];
+	int64_t t0, elapsed;
+	int n = 0, syncs, before, d = -1, q = -1;
+	size_t nrcpts[300];
+
+	(void)state;
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(submit_new(s, 100, ids[i]), 0);
+		assert_int_equal(spool_load(s, ids[i], &m), 0);
+		nrcpts[i] = m.nrcpts;
+		spool_message_free(&m);
+		/* d: rcpt 0 delivered, the last failed, one pending between;
+		 * q: rcpt 0 deferred, others pending */
+		if (nrcpts[i] > 2 && i % 3 != 0 && d < 0)
+			d = i;
+		else if (nrcpts[i] > 1 && i % 3 == 0 && q < 0)
+			q = i;
+	}
+	assert_true(d >= 0 && q >= 0);
+	spool_set_io_hooks(s, &counting);
+	atomic_store(&lazy_syncs, 0);
+	/* one at a time, each waited for: without laziness, one sync each */
+	t0 = mono_ms();
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(spool_set_rcpt_state_async(s, ids[i], 0,
+							    i % 3 ? &delivered : &deferred,
+							    async_cb, &w),
+				 0);
+		n++;
+		pthread_mutex_lock(&w.mu);
+		while (w.done < n)
+			pthread_cond_wait(&w.cv, &w.mu);
+		pthread_mutex_unlock(&w.mu);
+	}
+	elapsed = mono_ms() - t0;
+	syncs = atomic_load(&lazy_syncs);
+	print_message("lazy states: 300 records in %lld ms, %d fdatasyncs\n", (long long)elapsed,
+		      syncs);
+	assert_int_equal(w.status, 0);
+	assert_true(syncs <= 2 + elapsed / SPOOL_LAZY_SYNC_MS);
+	assert_true(syncs < 300);
+	/* idle: the last ones are synced within the lazy time (the writer
+	 * is asleep by then, so reading its flag does not race) */
+	usleep(4 * SPOOL_LAZY_SYNC_MS * 1000);
+	assert_int_equal(s->unsynced, 0);
+	/* a failure is synced before its callback */
+	before = atomic_load(&lazy_syncs);
+	assert_int_equal(spool_set_rcpt_state_async(s, ids[d], nrcpts[d] - 1, &failed, async_cb, &w),
+			 0);
+	n++;
+	pthread_mutex_lock(&w.mu);
+	while (w.done < n)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	assert_true(atomic_load(&lazy_syncs) > before);
+	spool_close(&s);
+	/* what was written lazily is there after a restart */
+	s = open_ok(dir, 0);
+	assert_int_equal(spool_load(s, ids[d], &m), 0);
+	assert_int_equal(m.rcpts[0].state, SPOOL_RCPT_DELIVERED);
+	assert_int_equal(m.rcpts[nrcpts[d] - 1].state, SPOOL_RCPT_FAILED);
+	spool_message_free(&m);
+	assert_int_equal(spool_load(s, ids[q], &m), 0);
+	assert_int_equal(m.rcpts[0].state, SPOOL_RCPT_PENDING);
+	assert_int_equal(m.rcpts[0].attempts, 1);
+	assert_string_equal(m.rcpts[0].last_reply, "451 4.7.1 later");
+	spool_message_free(&m);
+	spool_close(&s);
+	tmpdir_free(dir);
+}
+
 static void test_ids(void **state)
 {
 	char *dir = tmpdir_new();
@@ -1309,6 +1414,7 @@ int main(void)
 		cmocka_unit_test(test_sync_failure),
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test(test_rcpt_state_async),
+		cmocka_unit_test(test_lazy_state),
 	};
 
 	log_init("test_spool", 0, LOG_LEVEL_WARN);

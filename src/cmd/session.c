@@ -440,10 +440,10 @@ static int session_auth_network(struct session *s, const struct store_credential
 {
 	struct sluiced *d = s->d;
 	char net[STORE_CIDR_MAX + 1];
-	int outside = 0, isnew = 0;
+	int outside = 0, isnew = 0, refuse = !d->cfg.policy.credential_network_flag;
 
 	if (policy_auth_network(d->limits, d->store, cred->tenant_id, cred->id,
-				(const struct sockaddr *)&s->ss, &outside, &isnew, net) < 0) {
+				(const struct sockaddr *)&s->ss, refuse, &outside, &isnew, net) < 0) {
 		s->tenant_id = 0;
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		return -1;
@@ -451,7 +451,7 @@ static int session_auth_network(struct session *s, const struct store_credential
 	if (isnew)
 		log_warn("session=%016llx auth new-network client=%s user=\"%s\" network=%s",
 			 (unsigned long long)s->id, s->addr, cred->username, net);
-	if (outside && !d->cfg.policy.credential_network_flag) {
+	if (outside && refuse) {
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" "
 			 "reason=outside-bound-networks",
 			 (unsigned long long)s->id, s->addr, cred->username);

@@ -49,8 +49,8 @@ int policy_address_network(const struct sockaddr *sa, char out[STORE_CIDR_MAX + 
 }
 
 int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tenant_id,
-                        int64_t credential_id, const struct sockaddr *sa, int *outside_r,
-                        int *new_r, char network_r[STORE_CIDR_MAX + 1])
+                        int64_t credential_id, const struct sockaddr *sa, int refuse_outside,
+                        int *outside_r, int *new_r, char network_r[STORE_CIDR_MAX + 1])
 {
 	struct store_credential_network *bound = NULL;
 	size_t n = 0, before = 0;
@@ -69,12 +69,15 @@ int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tena
 			inside = 1;
 	}
 	free(bound);
+	*outside_r = n > 0 && !inside;
 	if (policy_address_network(sa, network_r) < 0)
 		return 0; /* not IP (never on a listener): nothing to learn */
-	if (store_credential_seen(st, credential_id, network_r, util_wall_seconds(), &isnew,
+	/* A refused login is not the login's network: recording it would make
+	 * the thief's network "seen" and hide it from the signal later. */
+	if (!(*outside_r && refuse_outside) &&
+	    store_credential_seen(st, credential_id, network_r, util_wall_seconds(), &isnew,
 	                          &before, &err) != 0)
 		goto fail;
-	*outside_r = n > 0 && !inside;
 	*new_r = isnew && before > 0;
 	policy_limits_count_auth(pl, tenant_id, credential_id, *outside_r, *new_r,
 	                         util_wall_seconds());

@@ -218,12 +218,13 @@ void policy_limits_count_refusal(struct policy_limits *pl, const struct policy_c
 /* After a good password: *outside_r 1 when the login is bound to networks
  * (sluice credential bind) and sa is in none of them; *new_r 1 when sa's
  * network (/24, /64) was never seen for this login before and others
- * were (the first one is a baseline, not an anomaly).  *network_r gets
- * that network.  Both count in the stats of the login and its tenant.
- * 0, or -1 on a store error (both 0 then). */
+ * were (the first one is a baseline, not an anomaly).  The network is
+ * recorded as seen unless the login is refused (outside, with
+ * refuse_outside).  *network_r gets that network.  Both count in the
+ * stats of the login and its tenant.  0, or -1 on a store error. */
 int policy_auth_network(struct policy_limits *pl, struct store *st, int64_t tenant_id,
-			int64_t credential_id, const struct sockaddr *sa, int *outside_r, int *new_r,
-			char network_r[STORE_CIDR_MAX + 1]);
+			int64_t credential_id, const struct sockaddr *sa, int refuse_outside,
+			int *outside_r, int *new_r, char network_r[STORE_CIDR_MAX + 1]);
 /* The network an address counts in for "seen before": /24 or /64. */
 int policy_address_network(const struct sockaddr *sa, char out[STORE_CIDR_MAX + 1]);
 

@@ -354,19 +354,19 @@ static void test_auth_network(void **state)
 	/* not bound: anywhere; the first network is a baseline */
 	sin4(&ss, "192.0.2.77");
 	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
-	                                     &outside, &isnew, net),
+	                                     1, &outside, &isnew, net),
 	                 0);
 	assert_false(outside);
 	assert_false(isnew);
 	assert_string_equal(net, "192.0.2.0/24");
 	sin4(&ss, "192.0.2.1");
 	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
-	                                     &outside, &isnew, net),
+	                                     1, &outside, &isnew, net),
 	                 0);
 	assert_false(isnew);
 	sin4(&ss, "203.0.113.9");
 	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
-	                                     &outside, &isnew, net),
+	                                     1, &outside, &isnew, net),
 	                 0);
 	assert_true(isnew);
 	assert_false(outside);
@@ -374,20 +374,38 @@ static void test_auth_network(void **state)
 	assert_int_equal(store_credential_network_add(f->st, f->app1, "192.0.2.0/25", &err), 0);
 	sin4(&ss, "192.0.2.200");
 	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
-	                                     &outside, &isnew, net),
+	                                     1, &outside, &isnew, net),
 	                 0);
 	assert_true(outside);
+	assert_false(isnew);
+	/* refused from a network never seen: not recorded, so still new later */
+	sin4(&ss, "198.51.100.5");
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     1, &outside, &isnew, net),
+	                 0);
+	assert_true(outside);
+	assert_false(isnew);
+	/* the same network where outside logins are only flagged: new, then known */
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     0, &outside, &isnew, net),
+	                 0);
+	assert_true(outside);
+	assert_true(isnew);
+	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
+	                                     0, &outside, &isnew, net),
+	                 0);
+	assert_false(isnew);
 	sin4(&ss, "192.0.2.100");
 	assert_int_equal(policy_auth_network(f->pl, f->st, f->acme, f->app1, (struct sockaddr *)&ss,
-	                                     &outside, &isnew, net),
+	                                     1, &outside, &isnew, net),
 	                 0);
 	assert_false(outside);
 	assert_int_equal(policy_limits_stats(f->pl, POLICY_CREDENTIAL, f->app1, &st), 0);
-	assert_int_equal(st.auth_new_network, 1);
-	assert_int_equal(st.auth_outside, 1);
+	assert_int_equal(st.auth_new_network, 2);
+	assert_int_equal(st.auth_outside, 4);
 	assert_true(st.last_new_network > 0);
 	assert_int_equal(policy_limits_stats(f->pl, POLICY_TENANT, f->acme, &st), 0);
-	assert_int_equal(st.auth_new_network, 1);
+	assert_int_equal(st.auth_new_network, 2);
 	/* IPv6 counts by /64 */
 	memset(&ss, 0, sizeof ss);
 	s6->sin6_family = AF_INET6;

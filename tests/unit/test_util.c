@@ -213,6 +213,26 @@ static void test_config_delivery(void **state)
 	free(path);
 }
 
+/* The example configuration documents every key: it must load as it is. */
+static void test_config_example(void **state)
+{
+	const char *root = getenv("SLUICE_SOURCE_ROOT");
+	struct sluice_config cfg;
+	char path[4096], *err = NULL;
+
+	(void)state;
+	if (root == NULL)
+		skip();
+	snprintf(path, sizeof path, "%s/etc/sluice.conf.example", root);
+	config_defaults(&cfg);
+	if (config_load(path, &cfg, &err) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(cfg.nlisteners, 4);
+	assert_int_equal(cfg.listeners[0].greet_pause_ms, 300);
+	assert_int_equal(cfg.delivery.connection_cache_time, 2);
+	config_free(&cfg);
+}
+
 static void test_config_bad(void **state)
 {
 	static const struct {
@@ -268,7 +288,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf),         cmocka_unit_test(test_strlcpy),
 		cmocka_unit_test(test_parse),       cmocka_unit_test(test_date),
-		cmocka_unit_test(test_config_good), cmocka_unit_test(test_config_bad),
+		cmocka_unit_test(test_config_good), cmocka_unit_test(test_config_example),
+		cmocka_unit_test(test_config_bad),
 		cmocka_unit_test(test_config_delivery),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

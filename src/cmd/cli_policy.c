@@ -190,7 +190,7 @@ int cli_limit_set(struct cli *cli)
 	struct store_credential cred;
 	struct store_tenant t;
 	char *err = NULL, val[32], who[160];
-	int rc, k, unset;
+	int rc, k = 0, unset = 0;
 	uint64_t v;
 
 	/* every argument checked before anything changes */

@@ -437,40 +437,6 @@ static void cli_check_token(struct cli_dns *dns, const char *domain, const char 
 	cli_dns_result_clear(&res);
 }
 
-/* The value of tag in a "tag=value; ..." record, whitespace removed,
- * into out.  1 found, 0 not. */
-static int cli_tag(const char *rec, const char *tag, char *out, size_t size)
-{
-	size_t tlen = strlen(tag);
-	const char *p = rec;
-
-	while (*p != '\0') {
-		const char *start, *semi;
-		size_t k = 0;
-
-		while (*p == ' ' || *p == '\t' || *p == ';')
-			p++;
-		start = p;
-		semi = strchr(p, ';');
-		if (semi == NULL)
-			semi = p + strlen(p);
-		if ((size_t)(semi - start) > tlen && strncmp(start, tag, tlen) == 0) {
-			const char *v = start + tlen;
-			while (*v == ' ' || *v == '\t')
-				v++;
-			if (*v == '=') {
-				for (v++; v < semi && k + 1 < size; v++)
-					if (*v != ' ' && *v != '\t' && *v != '\r' && *v != '\n')
-						out[k++] = *v;
-				out[k] = '\0';
-				return 1;
-			}
-		}
-		p = semi;
-	}
-	return 0;
-}
-
 static void cli_check_dkim(const struct cli *cli, struct cli_dns *dns, const char *domain,
                            const struct store_dkim_key *k, struct cli_report *r, int64_t now)
 {
@@ -483,7 +449,7 @@ static void cli_check_dkim(const struct cli *cli, struct cli_dns *dns, const cha
 		return;
 	c->status = CHECK_FAIL;
 	cli_txt_line(c->fix, sizeof c->fix, name, k->record);
-	cli_tag(k->record, "p", ours, sizeof ours);
+	dkim_tag_value(k->record, "p", ours, sizeof ours);
 	if (cli_txt(dns, name, &res) < 0) {
 		snprintf(c->detail, sizeof c->detail, "out of memory");
 		return;
@@ -492,7 +458,7 @@ static void cli_check_dkim(const struct cli *cli, struct cli_dns *dns, const cha
 		cli_dns_failed(c, &res, name);
 	} else {
 		for (size_t i = 0; i < res.n; i++)
-			if (cli_tag(res.txt[i], "p", theirs, sizeof theirs) &&
+			if (dkim_tag_value(res.txt[i], "p", theirs, sizeof theirs) &&
 			    strcmp(theirs, ours) == 0)
 				c->status = CHECK_PASS;
 		if (c->status != CHECK_PASS)
@@ -623,7 +589,7 @@ static void cli_check_dmarc(const struct cli *cli, struct cli_dns *dns, const ch
 			if (strncmp(res.txt[i], "v=DMARC1", 8) != 0)
 				continue;
 			found = 1;
-			if (!cli_tag(res.txt[i], "p", p, sizeof p) ||
+			if (!dkim_tag_value(res.txt[i], "p", p, sizeof p) ||
 			    (strcmp(p, "none") != 0 && strcmp(p, "quarantine") != 0 &&
 			     strcmp(p, "reject") != 0)) {
 				snprintf(c->detail, sizeof c->detail, "%s: no valid p= policy", name);
@@ -639,7 +605,7 @@ static void cli_check_dmarc(const struct cli *cli, struct cli_dns *dns, const ch
 				snprintf(c->detail, sizeof c->detail, "%s: p=%s, aligned through %s%s%s",
 				         name, p, dkim_ok ? "DKIM (d=" : "", dkim_ok ? domain : "",
 				         dkim_ok && spf_ok ? ") and SPF" : dkim_ok ? ")" : "SPF");
-				if (!cli_tag(res.txt[i], "rua", rua, sizeof rua)) {
+				if (!dkim_tag_value(res.txt[i], "rua", rua, sizeof rua)) {
 					size_t k = strlen(c->detail);
 					snprintf(c->detail + k, sizeof c->detail - k,
 					         "; no rua=: you get no reports");

@@ -903,3 +903,44 @@ fail:
 	buf_free(&b64);
 	return rc;
 }
+
+/* ---- tag lists ---------------------------------------------------------------- */
+
+int dkim_tag_value(const char *rec, const char *tag, char *out, size_t size)
+{
+	size_t tlen = strlen(tag);
+	const char *p = rec;
+
+	if (size == 0)
+		return 0;
+	out[0] = '\0';
+	while (*p != '\0') {
+		const char *start, *semi, *name_end;
+
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == ';')
+			p++;
+		start = p;
+		semi = strchr(p, ';');
+		if (semi == NULL)
+			semi = p + strlen(p);
+		name_end = start;
+		while (name_end < semi && *name_end != '=' && !dkim_is_wsp((unsigned char)*name_end))
+			name_end++;
+		if ((size_t)(name_end - start) == tlen && strncmp(start, tag, tlen) == 0) {
+			const char *v = name_end;
+			size_t k = 0;
+
+			while (v < semi && dkim_is_wsp((unsigned char)*v))
+				v++;
+			if (v < semi && *v == '=') {
+				for (v++; v < semi && k + 1 < size; v++)
+					if (!dkim_is_wsp((unsigned char)*v) && *v != '\r' && *v != '\n')
+						out[k++] = *v;
+				out[k] = '\0';
+				return 1;
+			}
+		}
+		p = semi;
+	}
+	return 0;
+}

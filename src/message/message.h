@@ -127,6 +127,13 @@ struct dkim_sign_params {
 int dkim_sign(const struct dkim_key *key, const struct dkim_sign_params *p, const char *msg,
 	      size_t len, struct buf *out, const char **why_r);
 
+/* The value of tag in a tag-list ("v=DKIM1; k=rsa; p=..." of RFC 6376
+ * 3.2, also DMARC's), with every whitespace removed (folding and the
+ * spaces allowed inside base64), into out (NUL-terminated, cut at size -
+ * 1: a longer value is never equal to one that fits).  Tag names compare
+ * exactly.  1 found, 0 not.  rec comes from DNS: any bytes, NUL-ended. */
+int dkim_tag_value(const char *rec, const char *tag, char *out, size_t size);
+
 /* Relaxed canonicalization, exposed for tests.  dkim_canon_header takes
  * one field ("Name: value" with its folds, without the final CRLF) and
  * appends "name:value\r\n" (RFC 6376 3.4.2).  dkim_canon_body appends the

@@ -620,6 +620,38 @@ static void test_keys(void **state)
 	buf_free(&rec);
 }
 
+/* dkim_tag_value: tag-lists as DNS serves them (RFC 6376 3.2, DMARC). */
+static void test_tag_value(void **state)
+{
+	static const struct {
+		const char *rec, *tag, *want; /* want NULL: not found */
+	} cases[] = {
+	    {"v=DKIM1; k=rsa; p=MIIB AQAB", "p", "MIIBAQAB"},
+	    {"v=DKIM1;k=ed25519;p=abc=", "k", "ed25519"},
+	    {"v=DMARC1; pct=50; p=none", "p", "none"},
+	    {"v=DMARC1; pct=50", "p", NULL},
+	    {"  p =\tx y ;", "p", "xy"},
+	    {"p=", "p", ""},
+	    {"rua=mailto:a@b; ruf=mailto:c@d", "ruf", "mailto:c@d"},
+	    {"p", "p", NULL},
+	    {";;;", "p", NULL},
+	    {"", "p", NULL},
+	    {"P=upper", "p", NULL},
+	};
+	char out[16];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int r = dkim_tag_value(cases[i].rec, cases[i].tag, out, sizeof out);
+		assert_int_equal(r, cases[i].want != NULL);
+		if (cases[i].want != NULL)
+			assert_string_equal(out, cases[i].want);
+	}
+	/* a value longer than out is cut, NUL-terminated */
+	assert_int_equal(dkim_tag_value("p=0123456789abcdefghij", "p", out, sizeof out), 1);
+	assert_string_equal(out, "0123456789abcde");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -633,6 +665,7 @@ int main(void)
 	    cmocka_unit_test(test_hostile_messages),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_keys),
+	    cmocka_unit_test(test_tag_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

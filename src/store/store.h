@@ -325,4 +325,50 @@ int store_usage_sum(struct store *st, int64_t tenant_id, int64_t credential_id,
 int store_usage_list(struct store *st, int64_t tenant_id, int64_t since_hour,
 		     struct store_usage **list_r, size_t *n_r, char **err_r);
 
+
+/* ---- containment (store_contain.c) ---------------------------------------
+ * kind: 1 tenant, 2 credential; level: 0 none, 1 throttle, 2 hold, 3
+ * suspend (policy.h).  Every change of level is also an event. */
+
+#define STORE_CONTAIN_DOMAINS_MAX 8192 /* hashes in one baseline */
+
+struct store_contain_state {
+	int kind;
+	int64_t subject_id;
+	int64_t tenant_id;
+	int level;
+	char reason[256];
+	char by[STORE_NAME_MAX + 1]; /* "sluiced", or the operator's login */
+	int64_t since;               /* unix seconds */
+};
+
+struct store_contain_baseline {
+	int kind;
+	int64_t subject_id;
+	int64_t tenant_id;
+	double rcpts_per_hour;
+	uint32_t hours;
+	uint64_t *domains; /* malloc'd; free with store_contain_baselines_free */
+	size_t ndomains;
+};
+
+/* Set a subject's level (0 removes the row) and log the event, in one
+ * transaction. */
+int store_contain_set(struct store *st, const struct store_contain_state *s, char **err_r);
+/* STORE_NOTFOUND: level 0. */
+int store_contain_get(struct store *st, int kind, int64_t subject_id,
+		      struct store_contain_state *s_r, char **err_r);
+/* Subjects above level 0; tenant_id 0: every tenant's. */
+int store_contain_list(struct store *st, int64_t tenant_id, struct store_contain_state **list_r,
+		       size_t *n_r, char **err_r);
+/* A tenant's events since (unix seconds), oldest first. */
+int store_contain_events(struct store *st, int64_t tenant_id, int64_t since,
+			 struct store_contain_state **list_r, size_t *n_r, char **err_r);
+/* Save baselines (replace), in one transaction. */
+int store_contain_baselines_save(struct store *st, const struct store_contain_baseline *b,
+				 size_t n, char **err_r);
+int store_contain_baselines_load(struct store *st, struct store_contain_baseline **list_r,
+				 size_t *n_r, char **err_r);
+void store_contain_baselines_free(struct store_contain_baseline *list, size_t n);
+
 #endif

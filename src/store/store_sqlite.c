@@ -166,11 +166,46 @@ static const char store_schema_policy[] =
     " PRIMARY KEY (tenant_id, credential_id, hour, metric));"
     "CREATE INDEX usage_tenant_hour ON usage (tenant_id, hour);";
 
+/* Version 5 (issue 4): containment (store_contain.c): the level each
+ * login or tenant was put at and why, every change as an event, and the
+ * behaviour baselines the scores are made against, so a restart keeps
+ * them.  kind: 1 tenant, 2 credential (policy.h's policy_subject_kind). */
+static const char store_schema_contain[] =
+    "CREATE TABLE contain_state ("
+    " kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+    " subject_id INTEGER NOT NULL,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 3),"
+    " reason TEXT NOT NULL CHECK (length(reason) <= 255),"
+    " by TEXT NOT NULL CHECK (length(by) BETWEEN 1 AND 64),"
+    " since INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, subject_id));"
+    "CREATE TABLE contain_events ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+    " subject_id INTEGER NOT NULL,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 3),"
+    " reason TEXT NOT NULL CHECK (length(reason) <= 255),"
+    " by TEXT NOT NULL CHECK (length(by) BETWEEN 1 AND 64));"
+    "CREATE INDEX contain_events_tenant ON contain_events (tenant_id, at);"
+    "CREATE TABLE contain_baseline ("
+    " kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+    " subject_id INTEGER NOT NULL,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " rcpts_per_hour REAL NOT NULL CHECK (rcpts_per_hour >= 0),"
+    " hours INTEGER NOT NULL CHECK (hours >= 0),"
+    " domains BLOB NOT NULL CHECK (length(domains) % 8 = 0 AND length(domains) <= 65536),"
+    " updated INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, subject_id));";
+
 const char *const store_migrations[] = {
     store_schema_v1,
     store_schema_dkim,
     store_schema_egress,
     store_schema_policy,
+    store_schema_contain,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

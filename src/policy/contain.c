@@ -54,6 +54,7 @@ struct contain_subject {
 	enum policy_contain_level level;
 	uint32_t suspended_logins; /* a tenant's logins at SUSPEND */
 	uint32_t strikes;       /* messages at HOLD that scored for SUSPEND */
+	int dirty;              /* the baseline changed since the last export */
 	/* baseline */
 	double ema_rcpts;       /* recipients per hour */
 	uint32_t hours;         /* hours with traffic folded into the baseline */
@@ -227,6 +228,7 @@ static void contain_roll(struct policy_contain *pc, struct contain_subject *s, i
 		else
 			s->ema_rcpts = (1 - a) * s->ema_rcpts + a * s->rcpts;
 		s->hours++;
+		s->dirty = 1;
 	}
 	/* the unfamiliar domains of an hour that raised nothing are familiar
 	 * now; those of an hour that was held or suspended are not */
@@ -361,7 +363,8 @@ static void contain_count_message(struct policy_contain *pc, struct contain_subj
 			continue;
 		if (!mature) {
 			/* no baseline yet: learn it */
-			(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains, h);
+			if (set_add(&s->domains, &s->ndomains, pc->cfg.max_domains, h) > 0)
+				s->dirty = 1;
 			continue;
 		}
 		unfamiliar++;
@@ -504,4 +507,94 @@ const char *policy_contain_level_name(enum policy_contain_level l)
 		return "suspend";
 	}
 	return "?";
+}
+
+/* ---- persistence ------------------------------------------------------------- */
+
+int policy_contain_export(struct policy_contain *pc, struct store_contain_baseline **list_r,
+			  size_t *n_r)
+{
+	struct store_contain_baseline *list = NULL, *grown;
+	size_t n = 0, cap = 0, setcap = set_cap(pc->cfg.max_domains);
+
+	*list_r = NULL;
+	*n_r = 0;
+	for (size_t b = 0; b < CONTAIN_BUCKETS; b++) {
+		for (struct contain_subject *s = pc->buckets[b]; s != NULL; s = s->next) {
+			struct store_contain_baseline *x;
+			size_t k = 0;
+
+			if (!s->dirty || (s->kind == POLICY_CREDENTIAL && s->tenant_id <= 0))
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				if ((grown = reallocarray(list, cap, sizeof *list)) == NULL)
+					goto fail;
+				list = grown;
+			}
+			x = &list[n];
+			memset(x, 0, sizeof *x);
+			x->kind = s->kind;
+			x->subject_id = s->id;
+			x->tenant_id = s->kind == POLICY_TENANT ? s->id : s->tenant_id;
+			x->rcpts_per_hour = s->ema_rcpts;
+			x->hours = s->hours;
+			if (s->ndomains > 0) {
+				size_t want = s->ndomains < STORE_CONTAIN_DOMAINS_MAX
+						  ? s->ndomains
+						  : STORE_CONTAIN_DOMAINS_MAX;
+				if ((x->domains = calloc(want, sizeof *x->domains)) == NULL)
+					goto fail;
+				for (size_t i = 0; i < setcap && k < want; i++)
+					if (s->domains[i] != 0)
+						x->domains[k++] = s->domains[i];
+			}
+			x->ndomains = k;
+			n++;
+		}
+	}
+	/* only now: a failure above leaves every subject dirty for next time */
+	for (size_t b = 0; b < CONTAIN_BUCKETS; b++)
+		for (struct contain_subject *s = pc->buckets[b]; s != NULL; s = s->next)
+			s->dirty = 0;
+	*list_r = list;
+	*n_r = n;
+	return 0;
+fail:
+	store_contain_baselines_free(list, n);
+	return -1;
+}
+
+int policy_contain_import(struct policy_contain *pc, const struct store_contain_baseline *list,
+			  size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct store_contain_baseline *x = &list[i];
+		struct contain_subject *s;
+
+		if (x->kind != POLICY_TENANT && x->kind != POLICY_CREDENTIAL)
+			continue;
+		if ((s = contain_get(pc, (enum policy_subject_kind)x->kind, x->subject_id, 1)) == NULL)
+			return -1;
+		s->tenant_id = x->tenant_id;
+		s->ema_rcpts = x->rcpts_per_hour;
+		s->hours = x->hours;
+		for (size_t k = 0; k < x->ndomains; k++)
+			if (set_add(&s->domains, &s->ndomains, pc->cfg.max_domains,
+				    x->domains[k] ? x->domains[k] : 1) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kind kind,
+			      int64_t id, int64_t tenant_id, enum policy_contain_level level)
+{
+	struct contain_subject *s = contain_get(pc, kind, id, 1);
+
+	if (s == NULL)
+		return;
+	if (kind == POLICY_CREDENTIAL)
+		s->tenant_id = tenant_id;
+	contain_raise(pc, s, level);
 }

@@ -334,5 +334,16 @@ enum policy_contain_level policy_contain_level(struct policy_contain *pc,
  * the hour's unfamiliar domains join the baseline. */
 void policy_contain_release(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id);
 const char *policy_contain_level_name(enum policy_contain_level l);
+/* Baselines changed since the last export, for store_contain_baselines_
+ * save(); free the list with store_contain_baselines_free().  0, -1 out
+ * of memory (nothing marked saved). */
+int policy_contain_export(struct policy_contain *pc, struct store_contain_baseline **list_r,
+			  size_t *n_r);
+/* Baselines loaded from the store at start.  0, -1 out of memory. */
+int policy_contain_import(struct policy_contain *pc, const struct store_contain_baseline *list,
+			  size_t n);
+/* A level kept in the store (at start): raise the subject to it. */
+void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kind kind,
+			      int64_t id, int64_t tenant_id, enum policy_contain_level level);
 
 #endif

@@ -266,6 +266,54 @@ static void test_relay_tenant_judged(void **state)
 	policy_contain_free(&pc);
 }
 
+/* A restart: the baselines exported after the fortnight, imported into a
+ * new model, judge the same; a second export has nothing new; a stored
+ * suspension comes back as it was. */
+static void test_export_import(void **state)
+{
+	struct policy_contain *pc = policy_contain_new(NULL), *again = policy_contain_new(NULL);
+	struct store_contain_baseline *list = NULL;
+	int64_t t = T0 + 15 * 24 * HOUR + 3 * HOUR;
+	enum policy_contain_level l = POLICY_CONTAIN_NONE;
+	size_t n = 0;
+	unsigned left = 0;
+
+	(void)state;
+	rng_state = 5;
+	honest_fortnight(pc, 1, 11, NULL);
+	policy_contain_level(pc, POLICY_CREDENTIAL, 11, t); /* the last hour folds in */
+	policy_contain_level(pc, POLICY_TENANT, 1, t);
+	assert_int_equal(policy_contain_export(pc, &list, &n), 0);
+	assert_int_equal(n, 2); /* the login and its tenant */
+	for (size_t i = 0; i < n; i++) {
+		assert_true(list[i].hours >= 24);
+		assert_true(list[i].ndomains >= NDOMAINS);
+		assert_int_equal(list[i].tenant_id, 1);
+	}
+	assert_int_equal(policy_contain_import(again, list, n), 0);
+	store_contain_baselines_free(list, n);
+	assert_int_equal(policy_contain_export(pc, &list, &n), 0);
+	assert_int_equal(n, 0);
+	store_contain_baselines_free(list, n);
+
+	/* the restarted model knows the customers (nothing raised) and
+	 * still catches the compromise */
+	assert_int_equal(send_msg(again, 1, 11, t - 2 * HOUR, 3, NULL, 0, 9, NULL),
+			 POLICY_CONTAIN_NONE);
+	policy_contain_auth(again, 1, 11, 1, 0, t);
+	for (unsigned i = 0; i < 100 && l < POLICY_CONTAIN_HOLD; i++) {
+		l = send_msg(again, 1, 11, t + i, 5, "victim", i * 5, 0x5ba3, NULL);
+		left += l < POLICY_CONTAIN_HOLD;
+	}
+	assert_true(l >= POLICY_CONTAIN_HOLD);
+	assert_true(left <= 10);
+
+	policy_contain_set_level(pc, POLICY_CREDENTIAL, 11, 1, POLICY_CONTAIN_SUSPEND);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 11, t), POLICY_CONTAIN_SUSPEND);
+	policy_contain_free(&pc);
+	policy_contain_free(&again);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,6 +322,7 @@ int main(void)
 	    cmocka_unit_test(test_grades_and_release),
 	    cmocka_unit_test(test_young_tenant_and_throttle),
 	    cmocka_unit_test(test_relay_tenant_judged),
+	    cmocka_unit_test(test_export_import),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

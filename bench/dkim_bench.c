@@ -39,26 +39,28 @@ int main(int argc, char **argv)
 
 	if (n <= 0 || size < 0 || size > 64 * 1024 * 1024)
 		return 2;
-	buf_append_str(&msg, "Received: from client.example (client.example [192.0.2.1])\r\n"
-			     "\tby mx.example.net with ESMTPS id 0123456789abcdef\r\n"
-			     "\tfor <bob@example.org>; Mon, 30 Nov 2026 06:00:00 +0000\r\n"
-			     "From: Alice <alice@acme.example>\r\nTo: Bob <bob@example.org>\r\n"
-			     "Subject: a benchmark message\r\nDate: Mon, 30 Nov 2026 06:00:00 +0000\r\n"
-			     "Message-ID: <bench.1@acme.example>\r\nMIME-Version: 1.0\r\n"
-			     "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+	buf_append_str(&msg,
+	               "Received: from client.example (client.example [192.0.2.1])\r\n"
+	               "\tby mx.example.net with ESMTPS id 0123456789abcdef\r\n"
+	               "\tfor <bob@example.org>; Mon, 30 Nov 2026 06:00:00 +0000\r\n"
+	               "From: Alice <alice@acme.example>\r\nTo: Bob <bob@example.org>\r\n"
+	               "Subject: a benchmark message\r\nDate: Mon, 30 Nov 2026 06:00:00 +0000\r\n"
+	               "Message-ID: <bench.1@acme.example>\r\nMIME-Version: 1.0\r\n"
+	               "Content-Type: text/plain; charset=utf-8\r\n\r\n");
 	for (long i = 0; i < size; i += 64)
-		buf_append_str(&msg, "The quick brown fox jumps over the lazy dog, 0123456789 ab\r\n");
+		buf_append_str(&msg,
+		               "The quick brown fox jumps over the lazy dog, 0123456789 ab\r\n");
 	printf("message: %zu bytes, %ld signatures per algorithm\n", msg.len, n);
 	for (int a = 0; a < 2; a++) {
 		struct buf pem = BUF_INIT;
 		struct dkim_key *key = NULL;
-		struct dkim_sign_params p = {
-		    .domain = "acme.example", .selector = a ? "s20261130e" : "s20261130r",
-		    .timestamp = 1796018400};
+		struct dkim_sign_params p = {.domain = "acme.example",
+		                             .selector = a ? "s20261130e" : "s20261130r",
+		                             .timestamp = 1796018400};
 		double t0, c0, wall, cpu;
 
-		if (dkim_key_generate(a ? DKIM_ALG_ED25519_SHA256 : DKIM_ALG_RSA_SHA256, &pem, &why) <
-			0 ||
+		if (dkim_key_generate(a ? DKIM_ALG_ED25519_SHA256 : DKIM_ALG_RSA_SHA256, &pem,
+		                      &why) < 0 ||
 		    dkim_key_from_pem(pem.data, pem.len, &key, &why) < 0) {
 			fprintf(stderr, "dkim_bench: %s\n", why);
 			return 1;

@@ -101,7 +101,8 @@ static void cli_dns_answer(void *ctx, const struct net_dns_answer *a)
 			}
 			break;
 		case NET_DNS_MX:
-			snprintf(res->names[i].name, sizeof res->names[i].name, "%s", rr->mx.exchange);
+			snprintf(res->names[i].name, sizeof res->names[i].name, "%s",
+			         rr->mx.exchange);
 			res->names[i].pref = rr->mx.preference;
 			break;
 		case NET_DNS_A:

@@ -39,7 +39,7 @@
 enum cli_check_status { CHECK_PASS, CHECK_FAIL, CHECK_SKIP };
 
 struct cli_check {
-	char what[32];  /* "verification", "dkim", "spf", "dmarc" */
+	char what[32]; /* "verification", "dkim", "spf", "dmarc" */
 	char name[STORE_DOMAIN_MAX + 128];
 	enum cli_check_status status;
 	char detail[1024];
@@ -128,8 +128,9 @@ static int cli_spf_known(const struct cli *cli)
 
 static const char *cli_key_state(int state)
 {
-	return state == STORE_DKIM_ACTIVE ? "active" : state == STORE_DKIM_PENDING ? "pending"
-	                                                                           : "retired";
+	return state == STORE_DKIM_ACTIVE    ? "active"
+	       : state == STORE_DKIM_PENDING ? "pending"
+	                                     : "retired";
 }
 
 /* Keys whose record must be in DNS: pending, active, and retired ones
@@ -363,8 +364,8 @@ int cli_domain_records(struct cli *cli)
 	       d.verified ? "verified" : "unverified");
 	for (size_t i = 0; i < n; i++) {
 		char when[CLI_TIME_MAX];
-		cli_time_iso(keys[i].state == STORE_DKIM_RETIRED ? keys[i].retired : keys[i].created,
-		             when);
+		cli_time_iso(
+		    keys[i].state == STORE_DKIM_RETIRED ? keys[i].retired : keys[i].created, when);
 		printf("; selector %s: %s, %s, %s %s\n", keys[i].selector,
 		       keys[i].alg == STORE_DKIM_RSA ? "rsa-sha256" : "ed25519-sha256",
 		       cli_key_state(keys[i].state),
@@ -395,8 +396,7 @@ static int cli_txt(struct cli_dns *dns, const char *name, struct cli_dns_result 
 	return cli_dns_query(dns, name, NET_DNS_TXT, res);
 }
 
-static void cli_dns_failed(struct cli_check *c, const struct cli_dns_result *res,
-                           const char *name)
+static void cli_dns_failed(struct cli_check *c, const struct cli_dns_result *res, const char *name)
 {
 	if (res->status == NET_DNS_NXDOMAIN || res->status == NET_DNS_NODATA)
 		snprintf(c->detail, sizeof c->detail, "no TXT record at %s", name);
@@ -440,7 +440,8 @@ static void cli_check_token(struct cli_dns *dns, const char *domain, const char 
 static void cli_check_dkim(const struct cli *cli, struct cli_dns *dns, const char *domain,
                            const struct store_dkim_key *k, struct cli_report *r, int64_t now)
 {
-	char name[STORE_DOMAIN_MAX + 80], ours[STORE_DKIM_RECORD_MAX], theirs[STORE_DKIM_RECORD_MAX];
+	char name[STORE_DOMAIN_MAX + 80], ours[STORE_DKIM_RECORD_MAX],
+	    theirs[STORE_DKIM_RECORD_MAX];
 	struct cli_dns_result res;
 	struct cli_check *c;
 
@@ -462,8 +463,8 @@ static void cli_check_dkim(const struct cli *cli, struct cli_dns *dns, const cha
 			    strcmp(theirs, ours) == 0)
 				c->status = CHECK_PASS;
 		if (c->status != CHECK_PASS)
-			snprintf(c->detail, sizeof c->detail,
-			         "the published key (%s) is not ours", cli_key_state(k->state));
+			snprintf(c->detail, sizeof c->detail, "the published key (%s) is not ours",
+			         cli_key_state(k->state));
 	}
 	if (c->status == CHECK_PASS) {
 		char until[CLI_TIME_MAX];
@@ -494,9 +495,10 @@ static int cli_spf_lookup(void *ctx, const char *name, enum spf_rrtype type, str
 
 	if (cli_dns_query(ctx, name, types[type], &res) < 0)
 		return -1;
-	out->status = res.status == NET_DNS_OK                                         ? SPF_DNS_OK
-	              : res.status == NET_DNS_NXDOMAIN || res.status == NET_DNS_NODATA ? SPF_DNS_NONE
-	                                                                               : SPF_DNS_TEMP;
+	out->status = res.status == NET_DNS_OK ? SPF_DNS_OK
+	              : res.status == NET_DNS_NXDOMAIN || res.status == NET_DNS_NODATA
+	                  ? SPF_DNS_NONE
+	                  : SPF_DNS_TEMP;
 	for (size_t i = 0; i < res.n && out->n < SPF_RR_MAX; i++, out->n++) {
 		if (type == SPF_RR_TXT) {
 			out->txt[out->n] = res.txt[i];
@@ -552,9 +554,10 @@ static int cli_check_spf(const struct cli *cli, struct cli_dns *dns, const char 
 	}
 	if (c->status == CHECK_FAIL) {
 		cli_spf_value(cli, value, sizeof value);
-		snprintf(c->fix, sizeof c->fix,
-		         "authorise sluice in the domain's one SPF record, e.g. %s. %d IN TXT \"%s\"",
-		         domain, CLI_TTL, value);
+		snprintf(
+		    c->fix, sizeof c->fix,
+		    "authorise sluice in the domain's one SPF record, e.g. %s. %d IN TXT \"%s\"",
+		    domain, CLI_TTL, value);
 	}
 	return all && tried > 0;
 }
@@ -592,7 +595,8 @@ static void cli_check_dmarc(const struct cli *cli, struct cli_dns *dns, const ch
 			if (!dkim_tag_value(res.txt[i], "p", p, sizeof p) ||
 			    (strcmp(p, "none") != 0 && strcmp(p, "quarantine") != 0 &&
 			     strcmp(p, "reject") != 0)) {
-				snprintf(c->detail, sizeof c->detail, "%s: no valid p= policy", name);
+				snprintf(c->detail, sizeof c->detail, "%s: no valid p= policy",
+				         name);
 			} else if (!dkim_ok && !spf_ok) {
 				snprintf(c->detail, sizeof c->detail,
 				         "%s: p=%s, but neither DKIM nor SPF passes for %s, so "
@@ -602,9 +606,12 @@ static void cli_check_dmarc(const struct cli *cli, struct cli_dns *dns, const ch
 			} else {
 				c->status = CHECK_PASS;
 				c->fix[0] = '\0';
-				snprintf(c->detail, sizeof c->detail, "%s: p=%s, aligned through %s%s%s",
-				         name, p, dkim_ok ? "DKIM (d=" : "", dkim_ok ? domain : "",
-				         dkim_ok && spf_ok ? ") and SPF" : dkim_ok ? ")" : "SPF");
+				snprintf(c->detail, sizeof c->detail,
+				         "%s: p=%s, aligned through %s%s%s", name, p,
+				         dkim_ok ? "DKIM (d=" : "", dkim_ok ? domain : "",
+				         dkim_ok && spf_ok ? ") and SPF"
+				         : dkim_ok         ? ")"
+				                           : "SPF");
 				if (!dkim_tag_value(res.txt[i], "rua", rua, sizeof rua)) {
 					size_t k = strlen(c->detail);
 					snprintf(c->detail + k, sizeof c->detail - k,
@@ -662,16 +669,16 @@ static int cli_switch_keys(struct cli *cli, const char *domain, const struct sto
 	for (size_t i = 0; i < n; i++) {
 		if (keys[i].state != STORE_DKIM_ACTIVE)
 			continue;
-		rc = store_dkim_set_state(cli->store, domain, keys[i].selector, STORE_DKIM_RETIRED, now,
-		                          &err);
+		rc = store_dkim_set_state(cli->store, domain, keys[i].selector, STORE_DKIM_RETIRED,
+		                          now, &err);
 		if (rc != 0)
 			return -cli_store_error(rc, &err, "retiring a DKIM key");
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (keys[i].state != STORE_DKIM_PENDING)
 			continue;
-		rc = store_dkim_set_state(cli->store, domain, keys[i].selector, STORE_DKIM_ACTIVE, now,
-		                          &err);
+		rc = store_dkim_set_state(cli->store, domain, keys[i].selector, STORE_DKIM_ACTIVE,
+		                          now, &err);
 		if (rc != 0)
 			return -cli_store_error(rc, &err, "activating a DKIM key");
 		printf("dkim: selector %s is in DNS: signing with it now\n", keys[i].selector);
@@ -699,9 +706,9 @@ static json_t *cli_report_json(const char *domain, const struct cli_report *r, i
 	for (size_t i = 0; !bad && i < r->n; i++) {
 		const struct cli_check *c = &r->c[i];
 		bad = json_array_append_new(
-		          a, json_pack("{s:s, s:s, s:s, s:o, s:o}", "check", c->what, "name", c->name,
-		                       "status", cli_check_status_name(c->status), "detail",
-		                       cli_json_string(c->detail), "fix",
+		          a, json_pack("{s:s, s:s, s:s, s:o, s:o}", "check", c->what, "name",
+		                       c->name, "status", cli_check_status_name(c->status),
+		                       "detail", cli_json_string(c->detail), "fix",
 		                       c->fix[0] ? cli_json_string(c->fix) : json_null())) < 0;
 	}
 	if (bad) {
@@ -878,8 +885,9 @@ int cli_domain_rotate_dkim(struct cli *cli)
 			rc = cli_store_error(rc, &err, "listing DKIM keys");
 			goto done;
 		}
-		printf("dkim: new selectors for %s; publish these records (the current ones stay):\n",
-		       s.d.domain);
+		printf(
+		    "dkim: new selectors for %s; publish these records (the current ones stay):\n",
+		    s.d.domain);
 		for (size_t i = 0; i < s.n; i++)
 			if (s.keys[i].state == STORE_DKIM_PENDING)
 				cli_print_records(cli, s.d.domain, NULL, &s.keys[i], 1, 0);

@@ -82,14 +82,15 @@ static struct signer_keys *signer_keys_ref(struct signer_keys *k)
 static int signer_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct signer_domain *)a)->domain,
-		      ((const struct signer_domain *)b)->domain);
+	              ((const struct signer_domain *)b)->domain);
 }
 
 static struct signer_domain *signer_find(const struct signer_keys *k, const char *domain)
 {
 	struct signer_domain want;
 
-	if (k == NULL || util_strlcpy(want.domain, domain, sizeof want.domain) >= sizeof want.domain)
+	if (k == NULL ||
+	    util_strlcpy(want.domain, domain, sizeof want.domain) >= sizeof want.domain)
 		return NULL;
 	return bsearch(&want, k->domains, k->n, sizeof *k->domains, signer_cmp);
 }
@@ -142,11 +143,12 @@ int signer_refresh(struct signer *s, struct store *st)
 		int alg = r->alg == STORE_DKIM_ED25519 ? 1 : 0;
 
 		if (k == 0 || strcmp(keys->domains[k - 1].domain, r->domain) != 0)
-			util_strlcpy(keys->domains[k++].domain, r->domain, sizeof keys->domains[0].domain);
+			util_strlcpy(keys->domains[k++].domain, r->domain,
+			             sizeof keys->domains[0].domain);
 		d = &keys->domains[k - 1];
 		if (dkim_key_from_pem(r->pem, strlen(r->pem), &key, &why) < 0) {
 			log_warn("dkim key skipped domain=%s selector=%s reason=\"%s\"", r->domain,
-				 r->selector, why);
+			         r->selector, why);
 			continue;
 		}
 		dkim_key_free(&d->k[alg].key);
@@ -176,8 +178,8 @@ int signer_has_keys(const struct signer *s, const char *domain)
 /* Every key of domain in keys: signatures appended to out, selectors to
  * used.  Count, or -1 with *why_r (out unchanged). */
 static int signer_sign_keys(const struct signer_keys *keys, const char *domain, const char *msg,
-			    size_t len, int64_t now, struct buf *out, char used[SIGNER_USED_MAX],
-			    const char **why_r)
+                            size_t len, int64_t now, struct buf *out, char used[SIGNER_USED_MAX],
+                            const char **why_r)
 {
 	const struct signer_domain *d = signer_find(keys, domain);
 	size_t orig = out->len;
@@ -202,14 +204,15 @@ static int signer_sign_keys(const struct signer_keys *keys, const char *domain, 
 				out->data[orig] = '\0';
 			return -1;
 		}
-		snprintf(used + ulen, SIGNER_USED_MAX - ulen, "%s%s", ulen ? "," : "", d->k[a].selector);
+		snprintf(used + ulen, SIGNER_USED_MAX - ulen, "%s%s", ulen ? "," : "",
+		         d->k[a].selector);
 		count++;
 	}
 	return count;
 }
 
-int signer_sign_now(struct signer *s, const char *domain, const char *msg, size_t len,
-		    int64_t now, struct buf *sigs_out, const char **why_r)
+int signer_sign_now(struct signer *s, const char *domain, const char *msg, size_t len, int64_t now,
+                    struct buf *sigs_out, const char **why_r)
 {
 	char used[SIGNER_USED_MAX];
 
@@ -238,7 +241,7 @@ static void signer_job_run(struct signer_job *j)
 	int n;
 
 	n = signer_sign_keys(j->keys, j->domain, j->msg.data, j->msg.len, util_wall_seconds(), &out,
-			     used, &why);
+	                     used, &why);
 	if (n > 0 && buf_append(&out, j->msg.data, j->msg.len) == 0) {
 		log_info("queue=%s dkim=signed domain=%s selectors=%s", j->m.id, j->domain, used);
 		buf_free(&j->msg);
@@ -248,7 +251,7 @@ static void signer_job_run(struct signer_job *j)
 			log_info("queue=%s dkim=none domain=%s reason=no-keys", j->m.id, j->domain);
 		else
 			log_warn("queue=%s dkim=failed domain=%s reason=\"%s\"", j->m.id, j->domain,
-				 n < 0 ? why : "out of memory");
+			         n < 0 ? why : "out of memory");
 		buf_free(&out);
 	}
 	j->m.data = j->msg.data;
@@ -335,7 +338,7 @@ void signer_free(struct signer **sp)
 }
 
 int signer_submit(struct signer *s, const char *domain, struct spool *spool,
-		  const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx)
+                  const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx)
 {
 	struct signer_job *j;
 

@@ -47,12 +47,12 @@ int signer_has_keys(const struct signer *s, const char *domain);
  * once either way.  0 queued, -1 not (out of memory, stopping): m and msg
  * untouched, cb not called. */
 int signer_submit(struct signer *s, const char *domain, struct spool *spool,
-		  const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx);
+                  const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx);
 
 /* The signatures of msg for domain from the current keys, appended to
  * sigs_out; the number made (0: no keys), or -1 with *why_r.  Synchronous:
  * for tests and benchmarks. */
-int signer_sign_now(struct signer *s, const char *domain, const char *msg, size_t len,
-		    int64_t now, struct buf *sigs_out, const char **why_r);
+int signer_sign_now(struct signer *s, const char *domain, const char *msg, size_t len, int64_t now,
+                    struct buf *sigs_out, const char **why_r);
 
 #endif

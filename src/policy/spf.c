@@ -48,7 +48,7 @@ static void spf_why(struct spf_eval *e, const char *fmt, ...)
 
 const char *spf_result_name(enum spf_result r)
 {
-	static const char *const names[] = {"none", "neutral", "pass", "fail",
+	static const char *const names[] = {"none",     "neutral",   "pass",     "fail",
 	                                    "softfail", "temperror", "permerror"};
 
 	return (size_t)r < sizeof names / sizeof names[0] ? names[r] : "?";
@@ -207,9 +207,9 @@ static int spf_expand(struct spf_eval *e, const char *domain, const char *spec, 
 			} else {
 				size_t p = 0;
 				for (int b = 0; b < 16; b++)
-					p += (size_t)snprintf(ipbuf + p, sizeof ipbuf - p, "%s%x.%x",
-					                      b ? "." : "", e->ip->b[b] >> 4,
-					                      e->ip->b[b] & 15);
+					p += (size_t)snprintf(ipbuf + p, sizeof ipbuf - p,
+					                      "%s%x.%x", b ? "." : "",
+					                      e->ip->b[b] >> 4, e->ip->b[b] & 15);
 			}
 			v = ipbuf;
 			break;
@@ -371,7 +371,8 @@ static int spf_mechanism(struct spf_eval *e, const char *domain, const char *ter
 			return -SPF_PERMERROR;
 		if (!include) {
 			struct spf_rrset *rr = spf_lookup(e, target, SPF_RR_A);
-			int r = rr == NULL || rr->status == SPF_DNS_TEMP ? -SPF_TEMPERROR : rr->n > 0;
+			int r =
+			    rr == NULL || rr->status == SPF_DNS_TEMP ? -SPF_TEMPERROR : rr->n > 0;
 			spf_rrset_free(rr);
 			return e->voids > SPF_VOID_MAX ? -SPF_PERMERROR : r;
 		}
@@ -403,7 +404,8 @@ static char *spf_record(struct spf_eval *e, const char *domain, enum spf_result 
 	}
 	for (size_t i = 0; i < rr->n; i++) {
 		const char *t = rr->txt[i];
-		if (t != NULL && strncasecmp(t, "v=spf1", 6) == 0 && (t[6] == ' ' || t[6] == '\0')) {
+		if (t != NULL && strncasecmp(t, "v=spf1", 6) == 0 &&
+		    (t[6] == ' ' || t[6] == '\0')) {
 			found++;
 			if (rec == NULL)
 				rec = rr->txt[i], rr->txt[i] = NULL;
@@ -476,7 +478,7 @@ static enum spf_result spf_host(struct spf_eval *e, const char *domain, int dept
 			e->why[0] = '\0'; /* a nested include words its own failure */
 		m = spf_mechanism(e, domain, term, len, depth);
 		if (m < 0) {
-			r = (enum spf_result)-m;
+			r = (enum spf_result) - m;
 			if (r == SPF_PERMERROR && e->lookups > SPF_LOOKUPS_MAX)
 				spf_why(e, "more than %d DNS-querying terms (RFC 7208 4.6.4)",
 				        SPF_LOOKUPS_MAX);
@@ -485,14 +487,16 @@ static enum spf_result spf_host(struct spf_eval *e, const char *domain, int dept
 				        SPF_VOID_MAX);
 			else if (e->whylen > 0 && e->why[0] == '\0')
 				spf_why(e, "%s: '%.*s' in %s",
-				        r == SPF_TEMPERROR ? "DNS failure" : "bad term", (int)len, term,
-				        domain);
+				        r == SPF_TEMPERROR ? "DNS failure" : "bad term", (int)len,
+				        term, domain);
 			free(rec);
 			return r;
 		}
 		if (m == 1) {
-			r = q == '+' ? SPF_PASS : q == '-' ? SPF_FAIL : q == '~' ? SPF_SOFTFAIL
-			                                                         : SPF_NEUTRAL;
+			r = q == '+'   ? SPF_PASS
+			    : q == '-' ? SPF_FAIL
+			    : q == '~' ? SPF_SOFTFAIL
+			               : SPF_NEUTRAL;
 			if (e->whylen > 0 && e->why[0] != '\0') {
 				/* an include that matched: keep what matched inside */
 				char inner[256];
@@ -521,11 +525,9 @@ static enum spf_result spf_host(struct spf_eval *e, const char *domain, int dept
 }
 
 enum spf_result spf_check_host(spf_lookup_fn *lookup, void *ctx, const struct spf_ip *ip,
-                               const char *domain, const char *sender, char *why,
-                               size_t whylen)
+                               const char *domain, const char *sender, char *why, size_t whylen)
 {
-	struct spf_eval e = {
-	    .lookup = lookup, .ctx = ctx, .ip = ip, .why = why, .whylen = whylen};
+	struct spf_eval e = {.lookup = lookup, .ctx = ctx, .ip = ip, .why = why, .whylen = whylen};
 	const char *at = sender != NULL ? strrchr(sender, '@') : NULL;
 
 	if (whylen > 0)

@@ -47,14 +47,13 @@ struct spf_rrset {
 };
 
 /* 0, or -1 when out of memory (then a temperror). */
-typedef int spf_lookup_fn(void *ctx, const char *name, enum spf_rrtype type,
-			  struct spf_rrset *out);
+typedef int spf_lookup_fn(void *ctx, const char *name, enum spf_rrtype type, struct spf_rrset *out);
 
 /* check_host(ip, domain, sender): the result, and in why a line saying
  * what decided it ("ip4:192.0.2.0/24 in example.com", "10 look-ups
  * exceeded"...).  sender may be NULL (postmaster@domain). */
 enum spf_result spf_check_host(spf_lookup_fn *lookup, void *ctx, const struct spf_ip *ip,
-			       const char *domain, const char *sender, char *why, size_t whylen);
+                               const char *domain, const char *sender, char *why, size_t whylen);
 const char *spf_result_name(enum spf_result r);
 /* "192.0.2.1", "2001:db8::1" into out[46]; 0, -1 when not an address */
 int spf_ip_parse(const char *text, struct spf_ip *ip);

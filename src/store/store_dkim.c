@@ -16,13 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DKIM_COLS                                                                          \
-	"k.id, k.domain, k.selector, k.alg, k.state, k.private_pem, k.dns_record, k.created, " \
+#define DKIM_COLS                                                                                  \
+	"k.id, k.domain, k.selector, k.alg, k.state, k.private_pem, k.dns_record, k.created, "     \
 	"k.activated, k.retired"
 
-static const char sql_token_set[] =
-    "INSERT INTO domain_tokens (domain, token) VALUES (?1, ?2)"
-    " ON CONFLICT (domain) DO UPDATE SET token = excluded.token";
+static const char sql_token_set[] = "INSERT INTO domain_tokens (domain, token) VALUES (?1, ?2)"
+                                    " ON CONFLICT (domain) DO UPDATE SET token = excluded.token";
 static const char sql_token_get[] = "SELECT token FROM domain_tokens WHERE domain = ?1";
 static const char sql_key_add[] =
     "INSERT INTO dkim_keys (domain, selector, alg, state, private_pem, dns_record, created,"
@@ -32,11 +31,10 @@ static const char sql_key_list[] = "SELECT " DKIM_COLS " FROM dkim_keys k WHERE 
 static const char sql_key_list_active[] =
     "SELECT " DKIM_COLS " FROM dkim_keys k JOIN domains d ON d.domain = k.domain"
     " WHERE k.state = 1 ORDER BY k.domain, k.id";
-static const char sql_key_state[] =
-    "UPDATE dkim_keys SET state = ?3,"
-    " activated = CASE WHEN ?3 = 1 THEN ?4 ELSE activated END,"
-    " retired = CASE WHEN ?3 = 2 THEN ?4 ELSE retired END"
-    " WHERE domain = ?1 AND selector = ?2";
+static const char sql_key_state[] = "UPDATE dkim_keys SET state = ?3,"
+                                    " activated = CASE WHEN ?3 = 1 THEN ?4 ELSE activated END,"
+                                    " retired = CASE WHEN ?3 = 2 THEN ?4 ELSE retired END"
+                                    " WHERE domain = ?1 AND selector = ?2";
 static const char sql_key_wipe[] =
     "UPDATE dkim_keys SET private_pem = '' WHERE domain = ?1 AND selector = ?2 AND state = 2";
 
@@ -72,8 +70,8 @@ static int store_row_token(sqlite3_stmt *s, void *item)
 }
 
 /* The canonical name of a stored domain, or STORE_NOTFOUND/-1 worded. */
-static int store_dkim_domain(struct store *st, const char *domain,
-                             char name[STORE_DOMAIN_MAX + 1], char **err_r)
+static int store_dkim_domain(struct store *st, const char *domain, char name[STORE_DOMAIN_MAX + 1],
+                             char **err_r)
 {
 	char err[STORE_CHECK_ERR_MAX];
 	struct store_domain d;

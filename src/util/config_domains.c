@@ -42,7 +42,8 @@ static int check_addresses(const char *v)
 		if (slash != NULL) {
 			*slash = '\0';
 			prefix = strtol(slash + 1, &end, 10);
-			if (slash[1] == '\0' || *end != '\0' || prefix < 0 || prefix > (v6 ? 128 : 32))
+			if (slash[1] == '\0' || *end != '\0' || prefix < 0 ||
+			    prefix > (v6 ? 128 : 32))
 				return -1;
 		}
 		if (inet_pton(v6 ? AF_INET6 : AF_INET, t, buf) != 1)

@@ -143,7 +143,7 @@ static void test_check_host(void **state)
 		r = spf_check_host(fake_lookup, NULL, &ip, c->domain, NULL, why, sizeof why);
 		if (r != c->want || (c->why != NULL && strstr(why, c->why) == NULL))
 			fail_msg("%s from %s: got %s (%s), want %s", c->domain, c->ip,
-				 spf_result_name(r), why, spf_result_name(c->want));
+			         spf_result_name(r), why, spf_result_name(c->want));
 		assert_true(fake_calls <= 25);
 	}
 }
@@ -156,10 +156,10 @@ static void test_small_why(void **state)
 	(void)state;
 	assert_int_equal(spf_ip_parse("192.0.2.1", &ip), 0);
 	assert_int_equal(spf_check_host(fake_lookup, NULL, &ip, "inc.test", NULL, why, sizeof why),
-			 SPF_PASS);
+	                 SPF_PASS);
 	assert_int_equal(strlen(why), 7);
 	assert_int_equal(spf_check_host(fake_lookup, NULL, &ip, "inc.test", NULL, NULL, 0),
-			 SPF_PASS);
+	                 SPF_PASS);
 	assert_int_equal(spf_ip_parse("not an address", &ip), -1);
 }
 

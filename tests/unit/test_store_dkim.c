@@ -78,7 +78,7 @@ static struct store_dkim_key key(const char *domain, const char *sel, int alg, i
 	k.state = state;
 	snprintf(k.pem, sizeof k.pem, "-----BEGIN PRIVATE KEY-----\n%s\n", sel);
 	snprintf(k.record, sizeof k.record, "v=DKIM1; k=%s; p=%s",
-		 alg == STORE_DKIM_RSA ? "rsa" : "ed25519", sel);
+	         alg == STORE_DKIM_RSA ? "rsa" : "ed25519", sel);
 	k.created = 1000;
 	return k;
 }
@@ -91,7 +91,7 @@ static void test_tokens(void **state)
 	open_store(f);
 	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 0, &err), 0);
 	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err),
-			 STORE_NOTFOUND);
+	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_domain_token_set(f->st, "ACME.example", "t1", &err), 0);
@@ -99,7 +99,7 @@ static void test_tokens(void **state)
 	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err), 0);
 	assert_string_equal(token, "t2");
 	assert_int_equal(store_domain_token_set(f->st, "nosuch.example", "t", &err),
-			 STORE_NOTFOUND);
+	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_domain_token_set(f->st, "acme.example", "", &err), -1);
@@ -151,12 +151,13 @@ static void test_keys(void **state)
 	free(list);
 
 	/* rotate: the pending key becomes active, the old one retires */
-	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s2r", STORE_DKIM_ACTIVE, 2000,
-					      &err), 0);
-	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_RETIRED, 2000,
-					      &err), 0);
-	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "zz", STORE_DKIM_RETIRED, 2000,
-					      &err), STORE_NOTFOUND);
+	assert_int_equal(
+	    store_dkim_set_state(f->st, "acme.example", "s2r", STORE_DKIM_ACTIVE, 2000, &err), 0);
+	assert_int_equal(
+	    store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_RETIRED, 2000, &err), 0);
+	assert_int_equal(
+	    store_dkim_set_state(f->st, "acme.example", "zz", STORE_DKIM_RETIRED, 2000, &err),
+	    STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	assert_int_equal(store_dkim_wipe(f->st, "acme.example", "s1e", &err), STORE_NOTFOUND);
@@ -203,8 +204,8 @@ static void test_version(void **state)
 	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
 	assert_int_equal(store_dkim_version(f->st, &v2, &err), 0);
 	assert_true(v2 != v1);
-	assert_int_equal(store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_ACTIVE, 5000,
-					      &err), 0);
+	assert_int_equal(
+	    store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_ACTIVE, 5000, &err), 0);
 	assert_int_equal(store_dkim_version(f->st, &v1, &err), 0);
 	assert_true(v2 != v1);
 	assert_int_equal(store_domain_remove(f->st, f->tenant, "acme.example", &err), 0);
@@ -225,22 +226,23 @@ static void test_migrates_v1(void **state)
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(
-	    sqlite3_exec(db,
-			 "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-			 "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
-			 " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-			 " updated INTEGER NOT NULL);"
-			 "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
-			 " NULL DEFAULT 0, created INTEGER NOT NULL);"
-			 "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-			 " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
-			 "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
-			 "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
-			 "PRAGMA user_version = 1;",
-			 NULL, NULL, NULL),
+	    sqlite3_exec(
+	        db,
+	        "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+	        "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+	        " updated INTEGER NOT NULL);"
+	        "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+	        " NULL DEFAULT 0, created INTEGER NOT NULL);"
+	        "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	        " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	        "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
+	        "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
+	        "PRAGMA user_version = 1;",
+	        NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	open_store(f);

@@ -171,5 +171,9 @@ int cli_suppression_list(struct cli *cli);
 int cli_credential_bind(struct cli *cli);
 int cli_credential_unbind(struct cli *cli);
 int cli_credential_show(struct cli *cli);
+/* cli_contain.c: containment undone by the operator (issue 4) */
+int cli_contain_list(struct cli *cli);
+int cli_credential_resume(struct cli *cli);
+int cli_tenant_release(struct cli *cli);
 
 #endif

@@ -62,6 +62,7 @@ struct sluiced {
 	struct signer *signer;          /* DKIM keys (signer.h) */
 	struct deliver_engine *deliver; /* NULL: delivery = off */
 	struct scan *scan;              /* NULL: no content scanners */
+	struct policy_contain *contain; /* containment model (contain.c) */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
 	size_t nlisteners;
@@ -93,6 +94,29 @@ void session_free_all(struct sluiced *d);
 
 /* sluiced.c: queue a completion from any thread */
 void daemon_complete(struct sluiced *d, struct daemon_completion *c);
+
+/* contain.c: containment levels in effect */
+struct contain_msg {
+	uint64_t session_id;
+	int64_t tenant_id, credential_id; /* credential 0: a trusted network */
+	const char *tenant, *user;
+	const char *const *rcpts;         /* addresses */
+	size_t nrcpts;
+	const char *data;                 /* the message as received */
+	size_t len;
+};
+int daemon_contain_start(struct sluiced *d, char **err_r);
+void daemon_contain_save(struct sluiced *d);
+void daemon_contain_stop(struct sluiced *d);
+void daemon_contain_auth(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			 int new_network, int outside);
+/* MAIL: 0 go on, -1 refused with *v (suspended 550 5.7.1, throttled 451 4.7.1). */
+int daemon_contain_mail(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			struct policy_verdict *v);
+/* End of DATA, before the spool: count the message and say its level
+ * (HOLD: queue it held; SUSPEND: refused with *v). */
+enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,
+					      struct policy_verdict *v);
 
 /* control.c */
 int control_open(struct sluiced *d, char **err_r);

@@ -451,6 +451,9 @@ static int session_auth_network(struct session *s, const struct store_credential
 	if (isnew)
 		log_warn("session=%016llx auth new-network client=%s user=\"%s\" network=%s",
 			 (unsigned long long)s->id, s->addr, cred->username, net);
+	/* both are signals for containment, refused or not */
+	if (isnew || outside)
+		daemon_contain_auth(d, cred->tenant_id, cred->id, isnew, outside);
 	if (outside && refuse) {
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" "
 			 "reason=outside-bound-networks",
@@ -553,10 +556,12 @@ static void session_mail(struct session *s, const struct smtp_server_event *ev)
 	}
 	policy_limits_release(s->d->limits, &s->txn, 0); /* RSET, or a refused DATA */
 	policy_check_sender(s->d->store, &c, ev->u.mail.sender, &v);
-	if (v.code / 100 == 2)
-		session_limits_mail(s, ev, &v);
-	else
+	if (v.code / 100 != 2)
 		session_refused(s, "sender");
+	else if (daemon_contain_mail(s->d, s->tenant_id, s->credential_id, &v) < 0)
+		session_refused(s, "contained");
+	else
+		session_limits_mail(s, ev, &v);
 	if (v.code / 100 != 2) {
 		smtp_address_format(ev->u.mail.sender, from, sizeof from);
 		log_info("session=%016llx mail refused client=%s tenant=%s from=<%s> code=%d "
@@ -731,6 +736,35 @@ static int session_scan(struct session *s, const struct smtp_server_event *ev)
 	return 0;
 }
 
+/* Containment counts the message about to be queued (its recipients in
+ * m): HOLD queues it held, SUSPEND refuses it (decided here). */
+static enum policy_contain_level session_contain(struct session *s,
+						 const struct smtp_server_event *ev,
+						 const struct spool_message *m)
+{
+	const char **rcpts = calloc(m->nrcpts ? m->nrcpts : 1, sizeof *rcpts);
+	struct contain_msg cm = {.session_id = s->id, .tenant_id = s->tenant_id,
+				 .credential_id = s->credential_id, .tenant = s->tenant,
+				 .user = s->auth_user, .rcpts = rcpts,
+				 .data = ev->u.data.data, .len = ev->u.data.len};
+	struct policy_verdict v;
+	enum policy_contain_level level;
+
+	if (rcpts == NULL)
+		return POLICY_CONTAIN_NONE; /* counted with the next one */
+	for (size_t i = 0; i < m->nrcpts; i++)
+		rcpts[cm.nrcpts++] = m->rcpts[i].addr;
+	level = daemon_contain_data(s->d, &cm, &v);
+	free(rcpts);
+	if (level == POLICY_CONTAIN_SUSPEND) {
+		log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=contained",
+			 (unsigned long long)s->id, s->addr, s->tenant, v.code);
+		s->data_refusal = "contained";
+		smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
+	}
+	return level;
+}
+
 static void session_data(struct session *s, const struct smtp_server_event *ev)
 {
 	struct sluiced *d = s->d;
@@ -739,6 +773,7 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	struct buf out = BUF_INIT;
 	size_t n = smtp_server_rcpt_count(s->smtp);
 	char from[SMTP_PATH_MAX * 2], one[SMTP_PATH_MAX * 2], from_domain[SMTP_DOMAIN_MAX + 1];
+	enum policy_contain_level level;
 	int bits = 0;
 
 	memset(&m, 0, sizeof m);
@@ -784,11 +819,13 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 			goto nomem;
 		m.nrcpts++;
 	}
+	if ((level = session_contain(s, ev, &m)) == POLICY_CONTAIN_SUSPEND)
+		goto refused;
 	m.tenant_id = s->tenant_id;
 	m.received = t.when;
 	m.flags = (smtp_server_body_8bit(s->smtp) ? SPOOL_MSG_8BIT : 0) |
 		  (smtp_server_smtputf8(s->smtp) ? SPOOL_MSG_SMTPUTF8 : 0) |
-		  (s->scan_hold ? SPOOL_MSG_HELD : 0);
+		  (s->scan_hold || level == POLICY_CONTAIN_HOLD ? SPOOL_MSG_HELD : 0);
 	m.sender = from;
 	m.data = out.data;
 	m.len = out.len;
@@ -800,8 +837,15 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 		s->wait = WAIT_SPOOL;
 		log_info("queue=%s session=%016llx received tenant=%s from=<%s> nrcpt=%zu size=%zu%s",
 			 m.id, (unsigned long long)s->id, s->tenant, from, n, m.len,
-			 s->scan_hold ? " held=scan" : "");
+			 s->scan_hold ? " held=scan"
+				      : level == POLICY_CONTAIN_HOLD ? " held=contain" : "");
 	}
+	for (size_t i = 0; i < m.nrcpts; i++)
+		free(m.rcpts[i].addr);
+	free(m.rcpts);
+	buf_free(&out);
+	return;
+refused:
 	for (size_t i = 0; i < m.nrcpts; i++)
 		free(m.rcpts[i].addr);
 	free(m.rcpts);

@@ -53,6 +53,8 @@ static const struct cli_command cli_commands[] = {
      "passwd NAME [--password-stdin]", "set the password of the login NAME"},
     {"tenant", "usage", 1, 1, CLI_FLAG_JSON | CLI_FLAG_SINCE, cli_tenant_usage,
      "usage NAME [--since WHEN] [--json]", "accepted, refused, delivered... per hour"},
+    {"tenant", "release", 1, 1, 0, cli_tenant_release, "release NAME",
+     "undo a tenant's containment"},
     {"domain", "add", 2, 2, CLI_FLAG_VERIFIED, cli_domain_add, "add TENANT DOMAIN [--verified]",
      "let a tenant send as DOMAIN once verified"},
     {"domain", "verify", 1, 1, CLI_FLAG_FORCE, cli_domain_verify, "verify DOMAIN [--force]",
@@ -129,6 +131,10 @@ static const struct cli_command cli_commands[] = {
      "undo bind (none left: AUTH from anywhere)"},
     {"credential", "show", 1, 1, CLI_FLAG_JSON, cli_credential_show, "show USER [--json]",
      "a login's bound networks and the networks seen"},
+    {"credential", "resume", 1, 1, 0, cli_credential_resume, "resume USER",
+     "undo a login's containment (suspended, held or throttled)"},
+    {"contain", "list", 0, 1, CLI_FLAG_JSON, cli_contain_list, "list [TENANT] [--json]",
+     "logins and tenants throttled, held or suspended, and why"},
 };
 
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
@@ -154,7 +160,7 @@ static const struct {
 };
 
 static const char *const cli_groups[] = {"tenant", "domain", "network", "queue", "probe",
-                                         "egress", "limit", "suppression", "credential"};
+                                         "egress", "limit", "suppression", "credential", "contain"};
 
 /* Where the value of an option that takes one goes. */
 static const char **cli_flag_value(struct cli *cli, unsigned flag)

@@ -103,6 +103,7 @@ static void usage_flush(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	policy_usage_flush(d->usage, d->store);
+	daemon_contain_save(d);
 }
 
 /* Delivery thread: count the outcome (no I/O); a hard bounce (5.1.x)
@@ -385,6 +386,9 @@ int main(int argc, char **argv)
 	d.usage = policy_usage_new();
 	if (d.limits == NULL || d.usage == NULL)
 		log_fatal("out of memory at start");
+	/* containment: baselines and levels kept in the store (contain.c) */
+	if (daemon_contain_start(&d, &err) < 0)
+		log_fatal("containment start failed error=\"%s\"", err ? err : "?");
 
 	if (evthread_use_pthreads() < 0)
 		log_fatal("libevent threads unavailable");
@@ -449,6 +453,7 @@ int main(int argc, char **argv)
 	session_free_all(&d);
 	/* the last counts: the sessions are gone, delivery has stopped */
 	policy_usage_flush(d.usage, d.store);
+	daemon_contain_stop(&d);
 	event_free(d.usage_ev);
 	policy_usage_free(&d.usage);
 	policy_limits_free(&d.limits);

@@ -55,6 +55,7 @@ struct contain_subject {
 	uint32_t suspended_logins; /* a tenant's logins at SUSPEND */
 	uint32_t strikes;       /* messages at HOLD that scored for SUSPEND */
 	int dirty;              /* the baseline changed since the last export */
+	int64_t last_msg;       /* unix seconds of the last message counted */
 	/* baseline */
 	double ema_rcpts;       /* recipients per hour */
 	uint32_t hours;         /* hours with traffic folded into the baseline */
@@ -83,7 +84,7 @@ void policy_contain_config_default(struct policy_contain_config *c_r)
 	memset(c_r, 0, sizeof *c_r);
 	c_r->min_hours = 24;
 	c_r->alpha = 0.1;
-	c_r->rcpts_floor = 20;
+	c_r->rcpts_floor = 100;
 	c_r->volume_free = 6.0;
 	c_r->domains_full = 5;
 	c_r->fanout_full = 10;
@@ -93,6 +94,7 @@ void policy_contain_config_default(struct policy_contain_config *c_r)
 	c_r->suspend = 6.0;
 	c_r->tenant_suspend_logins = 2;
 	c_r->suspend_after = 5;
+	c_r->throttle_interval = 60;
 }
 
 struct policy_contain *policy_contain_new(const struct policy_contain_config *cfg)
@@ -356,6 +358,7 @@ static void contain_count_message(struct policy_contain *pc, struct contain_subj
 	contain_roll(pc, s, now);
 	mature = s->hours >= pc->cfg.min_hours;
 	s->msgs++;
+	s->last_msg = now;
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		uint64_t h = m->rcpt_domains[i];
 		s->rcpts++;
@@ -597,4 +600,18 @@ void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kin
 	if (kind == POLICY_CREDENTIAL)
 		s->tenant_id = tenant_id;
 	contain_raise(pc, s, level);
+}
+
+int64_t policy_contain_wait(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id,
+			    int64_t now)
+{
+	struct contain_subject *s = contain_get(pc, kind, id, 0);
+
+	if (s == NULL)
+		return 0;
+	contain_roll(pc, s, now);
+	if (s->level != POLICY_CONTAIN_THROTTLE || s->last_msg == 0 ||
+	    now - s->last_msg >= (int64_t)pc->cfg.throttle_interval)
+		return 0;
+	return s->last_msg + pc->cfg.throttle_interval - now;
 }

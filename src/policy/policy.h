@@ -284,6 +284,7 @@ struct policy_contain_config {
 	double throttle, hold, suspend; /* score thresholds */
 	uint32_t tenant_suspend_logins; /* suspended logins that suspend the tenant */
 	uint32_t suspend_after;  /* messages held and still scoring before suspend */
+	uint32_t throttle_interval; /* seconds between messages of a throttled subject */
 };
 
 /* The signals of one subject's current hour, and their sum. */
@@ -342,6 +343,10 @@ int policy_contain_export(struct policy_contain *pc, struct store_contain_baseli
 /* Baselines loaded from the store at start.  0, -1 out of memory. */
 int policy_contain_import(struct policy_contain *pc, const struct store_contain_baseline *list,
 			  size_t n);
+/* Seconds a throttled subject must still wait before its next message
+ * (0: it may send now, or it is not throttled). */
+int64_t policy_contain_wait(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id,
+			    int64_t now);
 /* A level kept in the store (at start): raise the subject to it. */
 void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kind kind,
 			      int64_t id, int64_t tenant_id, enum policy_contain_level level);

@@ -150,6 +150,9 @@ struct config_policy {
 	uint64_t limits[CONFIG_POLICY_LIMITS]; /* limit_NAME = N */
 	int credential_network_flag;   /* credential_network_mode = flag (else refuse) */
 	uint32_t usage_flush_interval; /* seconds between writes of usage counters */
+	int contain;                   /* containment on (policy/contain.c) */
+	uint32_t contain_rcpts_floor;  /* the usual hour is never taken below this */
+	uint32_t contain_throttle_interval; /* seconds between a throttled sender's messages */
 };
 extern const char *const config_policy_limit_names[CONFIG_POLICY_LIMITS];
 

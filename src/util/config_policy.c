@@ -5,7 +5,11 @@
  *                             NAME as `sluice limit set` spells it;
  *   credential_network_mode = refuse | flag
  *                             AUTH from outside a login's bound networks;
- *   usage_flush_interval = 5s how often usage counters reach the store.
+ *   usage_flush_interval = 5s how often usage counters reach the store;
+ *   contain = on | off        containment of compromised senders;
+ *   contain_rcpts_floor = 100 recipients an hour below which volume is
+ *                             never unusual;
+ *   contain_throttle_interval = 60s  a throttled sender's pace.
  */
 #include "util/config.h"
 #include "util/util.h"
@@ -24,6 +28,9 @@ void config_policy_defaults(struct config_policy *p)
 {
 	memset(p, 0, sizeof *p);
 	p->usage_flush_interval = 5;
+	p->contain = 1;
+	p->contain_rcpts_floor = 100;
+	p->contain_throttle_interval = 60;
 }
 
 int config_policy_limit_index(const char *name)
@@ -96,6 +103,30 @@ int config_policy_key(struct config_policy *p, const char *k, const char *v, con
 			return -1;
 		}
 		p->usage_flush_interval = (uint32_t)n;
+		return 0;
+	}
+	if (strcmp(k, "contain") == 0) {
+		if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+			p->contain = strcmp(v, "on") == 0;
+			return 0;
+		}
+		*why = "contain must be on or off";
+		return -1;
+	}
+	if (strcmp(k, "contain_rcpts_floor") == 0) {
+		if (util_parse_size(v, &n) < 0 || n == 0 || n > 10000000) {
+			*why = "contain_rcpts_floor must be 1 to 10000000";
+			return -1;
+		}
+		p->contain_rcpts_floor = (uint32_t)n;
+		return 0;
+	}
+	if (strcmp(k, "contain_throttle_interval") == 0) {
+		if (util_parse_duration(v, &n) < 0 || n == 0 || n > 3600) {
+			*why = "contain_throttle_interval must be 1s to 1h";
+			return -1;
+		}
+		p->contain_throttle_interval = (uint32_t)n;
 		return 0;
 	}
 	return 1;

@@ -169,8 +169,15 @@ fi
 # ---- the queue against a real spool, with and without sluiced -------------
 
 daemon_stop() {
+	local i
 	if [ -n "$daemon_pid" ]; then
 		kill "$daemon_pid" 2>/dev/null
+		# `wait` only waits in the shell that started it, and "!daemon_stop"
+		# runs in golden's pipeline (a subshell): poll until it is gone
+		for i in $(seq 300); do
+			kill -0 "$daemon_pid" 2>/dev/null || break
+			sleep 0.1
+		done
 		wait "$daemon_pid" 2>/dev/null
 	fi
 	daemon_pid=

@@ -229,6 +229,12 @@ static void test_young_tenant_and_throttle(void **state)
 	policy_contain_outcome(pc, 2, 21, 40, t + 2000);
 	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 21, t + 2000),
 			 POLICY_CONTAIN_THROTTLE);
+	/* throttled: one message a minute */
+	assert_int_equal(policy_contain_wait(pc, POLICY_CREDENTIAL, 21, t + 2000), 0);
+	send_msg(pc, 2, 21, t + 2000, 1, "first", 0, 1, NULL);
+	assert_int_equal(policy_contain_wait(pc, POLICY_CREDENTIAL, 21, t + 2010), 50);
+	assert_int_equal(policy_contain_wait(pc, POLICY_CREDENTIAL, 21, t + 2060), 0);
+	assert_int_equal(policy_contain_wait(pc, POLICY_CREDENTIAL, 99, t + 2060), 0);
 	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 21, t + HOUR + 10),
 			 POLICY_CONTAIN_NONE);
 	/* content: a virus, then spam, from a login */

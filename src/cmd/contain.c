@@ -1,0 +1,229 @@
+/*
+ * contain: sluiced's side of containment (issue 4).  The model
+ * (policy/contain.c) scores every accepted message; here its levels take
+ * effect and are kept:
+ *   throttle  MAIL gets 451 4.7.1 until throttle_interval has passed
+ *             since the subject's last message;
+ *   hold      the message is queued on hold (`sluice queue release|delete`);
+ *   suspend   the message is refused (550 5.7.1) and the login (or the
+ *             tenant) is suspended in the store, so AUTH fails from then on.
+ * Every change of level is logged with its signals and stored with an
+ * event (store_contain_set); the operator undoes it with `sluice
+ * credential resume` or `sluice tenant release`, which clear the stored
+ * level: a contained subject's next MAIL finds it cleared and the model
+ * lets it go.  Baselines are saved with the usage flush and at exit, and
+ * loaded at start with the stored levels.
+ */
+#include "cmd/daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int daemon_contain_start(struct sluiced *d, char **err_r)
+{
+	struct store_contain_baseline *b = NULL;
+	struct store_contain_state *levels = NULL;
+	size_t nb = 0, nl = 0;
+	struct policy_contain_config cc;
+
+	if (!d->cfg.policy.contain) {
+		log_info("contain off");
+		return 0;
+	}
+	policy_contain_config_default(&cc);
+	cc.rcpts_floor = d->cfg.policy.contain_rcpts_floor;
+	cc.throttle_interval = d->cfg.policy.contain_throttle_interval;
+	if ((d->contain = policy_contain_new(&cc)) == NULL) {
+		*err_r = strdup("out of memory");
+		return -1;
+	}
+	if (store_contain_baselines_load(d->store, &b, &nb, err_r) < 0)
+		return -1;
+	if (policy_contain_import(d->contain, b, nb) < 0) {
+		store_contain_baselines_free(b, nb);
+		*err_r = strdup("out of memory");
+		return -1;
+	}
+	store_contain_baselines_free(b, nb);
+	if (store_contain_list(d->store, 0, &levels, &nl, err_r) < 0)
+		return -1;
+	for (size_t i = 0; i < nl; i++)
+		policy_contain_set_level(d->contain, (enum policy_subject_kind)levels[i].kind,
+					 levels[i].subject_id, levels[i].tenant_id,
+					 (enum policy_contain_level)levels[i].level);
+	free(levels);
+	log_info("contain start baselines=%zu contained=%zu", nb, nl);
+	return 0;
+}
+
+void daemon_contain_save(struct sluiced *d)
+{
+	struct store_contain_baseline *b = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	if (d->contain == NULL || policy_contain_export(d->contain, &b, &n) < 0 || n == 0) {
+		store_contain_baselines_free(b, n);
+		return;
+	}
+	if (store_contain_baselines_save(d->store, b, n, &err) < 0) {
+		log_err("contain baselines-save-failed count=%zu error=\"%s\"", n, err ? err : "?");
+		free(err);
+	}
+	store_contain_baselines_free(b, n);
+}
+
+void daemon_contain_stop(struct sluiced *d)
+{
+	daemon_contain_save(d);
+	policy_contain_free(&d->contain);
+}
+
+void daemon_contain_auth(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			 int new_network, int outside)
+{
+	if (d->contain == NULL)
+		return;
+	policy_contain_auth(d->contain, tenant_id, credential_id, new_network, outside,
+			    util_wall_seconds());
+}
+
+/* The operator cleared a stored level: the model lets the subject go. */
+static void contain_cleared(struct sluiced *d, enum policy_subject_kind kind, int64_t id,
+			    int64_t now)
+{
+	struct store_contain_state st;
+	char *err = NULL;
+
+	if (id <= 0 || policy_contain_level(d->contain, kind, id, now) < POLICY_CONTAIN_HOLD)
+		return;
+	if (store_contain_get(d->store, kind, id, &st, &err) == STORE_NOTFOUND) {
+		policy_contain_release(d->contain, kind, id);
+		log_info("contain released %s=%lld by=operator",
+			 kind == POLICY_TENANT ? "tenant_id" : "credential_id", (long long)id);
+	}
+	free(err);
+}
+
+int daemon_contain_mail(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			struct policy_verdict *v)
+{
+	int64_t now = util_wall_seconds(), wait;
+
+	if (d->contain == NULL)
+		return 0;
+	contain_cleared(d, POLICY_CREDENTIAL, credential_id, now);
+	contain_cleared(d, POLICY_TENANT, tenant_id, now);
+	if ((credential_id > 0 && policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id,
+						       now) == POLICY_CONTAIN_SUSPEND) ||
+	    policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now) ==
+		POLICY_CONTAIN_SUSPEND) {
+		v->code = 550;
+		snprintf(v->enhanced, sizeof v->enhanced, "5.7.1");
+		snprintf(v->text, sizeof v->text,
+			 "Sending is suspended for unusual activity; contact your provider");
+		return -1;
+	}
+	wait = credential_id > 0 ? policy_contain_wait(d->contain, POLICY_CREDENTIAL, credential_id,
+						      now)
+				 : policy_contain_wait(d->contain, POLICY_TENANT, tenant_id, now);
+	if (wait > 0) {
+		v->code = 451;
+		snprintf(v->enhanced, sizeof v->enhanced, "4.7.1");
+		snprintf(v->text, sizeof v->text,
+			 "Sending slowed down for unusual activity; try again in %lld seconds",
+			 (long long)wait);
+		return -1;
+	}
+	return 0;
+}
+
+static void contain_signals(const struct policy_contain_signals *s, char *out, size_t size)
+{
+	snprintf(out, size,
+		 "score %.2f: domains %.2f volume %.2f network %.2f fanout %.2f failures %.2f "
+		 "content %.2f",
+		 s->total, s->domains, s->volume, s->network, s->fanout, s->failures, s->content);
+}
+
+/* A level went up: log it, store it, suspend in the store. */
+static void contain_raised(struct sluiced *d, uint64_t session_id, enum policy_subject_kind kind,
+			   int64_t id, int64_t tenant_id, const char *name,
+			   enum policy_contain_level level, const struct policy_contain_signals *sig)
+{
+	struct store_contain_state st;
+	char *err = NULL;
+
+	memset(&st, 0, sizeof st);
+	contain_signals(sig, st.reason, sizeof st.reason);
+	log_warn("session=%016llx contain %s=\"%s\" level=%s reason=\"%s\"",
+		 (unsigned long long)session_id, kind == POLICY_TENANT ? "tenant" : "user", name,
+		 policy_contain_level_name(level), st.reason);
+	st.kind = kind;
+	st.subject_id = id;
+	st.tenant_id = tenant_id;
+	st.level = (int)level;
+	snprintf(st.by, sizeof st.by, "sluiced");
+	if (store_contain_set(d->store, &st, &err) < 0) {
+		log_err("contain store-failed error=\"%s\"", err ? err : "?");
+		free(err);
+		err = NULL;
+	}
+	if (level != POLICY_CONTAIN_SUSPEND)
+		return;
+	if ((kind == POLICY_CREDENTIAL ? store_credential_set_suspended(d->store, name, 1, &err)
+				       : store_tenant_set_suspended(d->store, name, 1, &err)) != 0) {
+		log_err("contain suspend-failed %s=\"%s\" error=\"%s\"",
+			kind == POLICY_TENANT ? "tenant" : "user", name, err ? err : "?");
+		free(err);
+	}
+}
+
+enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,
+					      struct policy_verdict *v)
+{
+	struct policy_contain_message pm = {.tenant_id = m->tenant_id,
+					    .credential_id = m->credential_id,
+					    .nrcpts = m->nrcpts};
+	struct policy_contain_verdict cv;
+	enum policy_contain_level before_c, before_t, level;
+	int64_t now = util_wall_seconds();
+	uint64_t *domains;
+
+	if (d->contain == NULL)
+		return POLICY_CONTAIN_NONE;
+	if ((domains = calloc(m->nrcpts ? m->nrcpts : 1, sizeof *domains)) == NULL)
+		return POLICY_CONTAIN_NONE; /* judged with the next one */
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		const char *at = strrchr(m->rcpts[i], '@');
+		const char *dom = at ? at + 1 : m->rcpts[i];
+		domains[i] = policy_contain_hash(dom, strlen(dom));
+	}
+	pm.rcpt_domains = domains;
+	/* the body alone: headers differ in every message (Message-ID, Date) */
+	{
+		const char *body = memmem(m->data, m->len, "\r\n\r\n", 4);
+		if (body != NULL)
+			pm.body_hash = policy_contain_hash(body + 4, m->len - (size_t)(body + 4 - m->data));
+	}
+	before_c = m->credential_id > 0
+		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, m->credential_id, now)
+		       : POLICY_CONTAIN_NONE;
+	before_t = policy_contain_level(d->contain, POLICY_TENANT, m->tenant_id, now);
+	level = policy_contain_message(d->contain, &pm, now, &cv);
+	free(domains);
+	if (cv.credential_level > before_c)
+		contain_raised(d, m->session_id, POLICY_CREDENTIAL, m->credential_id, m->tenant_id,
+			       m->user, cv.credential_level, &cv.credential);
+	if (cv.tenant_level > before_t)
+		contain_raised(d, m->session_id, POLICY_TENANT, m->tenant_id, m->tenant_id,
+			       m->tenant, cv.tenant_level, &cv.tenant);
+	if (level == POLICY_CONTAIN_SUSPEND) {
+		v->code = 550;
+		snprintf(v->enhanced, sizeof v->enhanced, "5.7.1");
+		snprintf(v->text, sizeof v->text,
+			 "Sending is suspended for unusual activity; contact your provider");
+	}
+	return level;
+}

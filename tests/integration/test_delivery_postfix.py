@@ -314,10 +314,14 @@ def test_postfix_receives_over_tls_bytes_and_headers_intact(relay, postfix):
         trace = head[:len(head) - len(sub_head)]
         names = [line.split(b":", 1)[0].decode() for line in trace.split(b"\n")
                  if line and line[:1] not in (b" ", b"\t")]
-        # Postfix's delivery fields, both Received, and what sluice adds when the
-        # submission has none: nothing else
+        # Postfix's delivery fields, its Received, sluice's two DKIM signatures (RSA,
+        # Ed25519: acme.example has keys) above sluice's Received, and what sluice adds
+        # when the submission has none: nothing else
         assert names == ["Return-Path", "X-Original-To", "Delivered-To", "Received",
-                         "Received", "Message-ID", "Date"], head.decode()
+                         "DKIM-Signature", "DKIM-Signature", "Received", "Message-ID",
+                         "Date"], head.decode()
+        sigs = header_values(trace, "DKIM-Signature")
+        assert b"a=rsa-sha256" in sigs[0] and b"a=ed25519-sha256" in sigs[1], sigs
         assert header_values(head, "Return-Path") == [b"<alice@acme.example>"], head.decode()
         assert header_values(head, "Delivered-To") == [f"{user}@{PF_DOMAIN}".encode()]
         received = header_values(trace, "Received")

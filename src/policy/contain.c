@@ -214,6 +214,19 @@ static struct contain_subject *contain_get(struct policy_contain *pc,
 	return s;
 }
 
+/* Forget the current hour's counts. */
+static void contain_hour_reset(struct contain_subject *s)
+{
+	free(s->new_domains);
+	s->new_domains = NULL;
+	s->nnew = 0;
+	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
+	s->spam = s->virus = 0;
+	s->new_network = s->outside = 0;
+	memset(s->bodies, 0, sizeof s->bodies);
+	s->max_fanout = 0;
+}
+
 /* Fold the hour that ended into the baseline, and every hour since (an
  * idle hour counts as 0 recipients only once the baseline exists, so a
  * login used once a day keeps a daily-sized baseline rather than zero). */
@@ -243,15 +256,8 @@ static void contain_roll(struct policy_contain *pc, struct contain_subject *s, i
 	}
 	if (s->level == POLICY_CONTAIN_THROTTLE)
 		s->level = POLICY_CONTAIN_NONE; /* throttle lifts with the hour */
-	free(s->new_domains);
-	s->new_domains = NULL;
-	s->nnew = 0;
+	contain_hour_reset(s);
 	s->hour = hour;
-	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
-	s->spam = s->virus = 0;
-	s->new_network = s->outside = 0;
-	memset(s->bodies, 0, sizeof s->bodies);
-	s->max_fanout = 0;
 }
 
 static double clamp(double v, double lo, double hi)
@@ -330,22 +336,44 @@ static enum policy_contain_level contain_judge(struct policy_contain *pc,
 
 /* ---- events ------------------------------------------------------------------- */
 
+/* The subjects an event of (tenant, login) counts for, rolled to now:
+ * [0] the login (NULL without one), [1] the tenant.  create 0: only known
+ * ones. */
+static void contain_pair(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
+			 int create, int64_t now, struct contain_subject *pair_r[2])
+{
+	pair_r[0] = credential_id > 0 ? contain_get(pc, POLICY_CREDENTIAL, credential_id, create)
+				      : NULL;
+	pair_r[1] = contain_get(pc, POLICY_TENANT, tenant_id, create);
+	if (pair_r[0] != NULL) {
+		pair_r[0]->tenant_id = tenant_id;
+		contain_roll(pc, pair_r[0], now);
+	}
+	if (pair_r[1] != NULL)
+		contain_roll(pc, pair_r[1], now);
+}
+
+/* Judge after an event: the login, or the tenant when there is none. */
+static void contain_judge_pair(struct policy_contain *pc, struct contain_subject *pair[2],
+			       int64_t credential_id)
+{
+	if (pair[0] != NULL)
+		(void)contain_judge(pc, pair[0], NULL);
+	else if (pair[1] != NULL && credential_id <= 0)
+		(void)contain_judge(pc, pair[1], NULL);
+}
+
 void policy_contain_auth(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
 			 int new_network, int outside, int64_t now)
 {
+	struct contain_subject *pair[2];
+
+	contain_pair(pc, tenant_id, credential_id, 1, now, pair);
 	for (int k = 0; k < 2; k++) {
-		struct contain_subject *s;
-		if (k == 0 && credential_id <= 0)
-			continue;
-		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
-				1);
-		if (s == NULL)
-			continue;
-		if (k == 0)
-			s->tenant_id = tenant_id;
-		contain_roll(pc, s, now);
-		s->new_network |= new_network;
-		s->outside |= outside;
+		if (pair[k] != NULL) {
+			pair[k]->new_network |= new_network;
+			pair[k]->outside |= outside;
+		}
 	}
 }
 
@@ -419,38 +447,28 @@ enum policy_contain_level policy_contain_message(struct policy_contain *pc,
 void policy_contain_outcome(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
 			    uint32_t failed, int64_t now)
 {
-	for (int k = 0; k < 2; k++) {
-		struct contain_subject *s;
-		if (k == 0 && credential_id <= 0)
-			continue;
-		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
-				0);
-		if (s == NULL)
-			continue;
-		contain_roll(pc, s, now);
-		s->failed += failed;
-		if (k == 0 || credential_id <= 0)
-			(void)contain_judge(pc, s, NULL);
-	}
+	struct contain_subject *pair[2];
+
+	contain_pair(pc, tenant_id, credential_id, 0, now, pair);
+	for (int k = 0; k < 2; k++)
+		if (pair[k] != NULL)
+			pair[k]->failed += failed;
+	contain_judge_pair(pc, pair, credential_id);
 }
 
 void policy_contain_scan(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
 			 int spam, int virus, int64_t now)
 {
+	struct contain_subject *pair[2];
+
+	contain_pair(pc, tenant_id, credential_id, 1, now, pair);
 	for (int k = 0; k < 2; k++) {
-		struct contain_subject *s;
-		if (k == 0 && credential_id <= 0)
-			continue;
-		s = contain_get(pc, k ? POLICY_TENANT : POLICY_CREDENTIAL, k ? tenant_id : credential_id,
-				1);
-		if (s == NULL)
-			continue;
-		contain_roll(pc, s, now);
-		s->spam += spam != 0;
-		s->virus += virus != 0;
-		if (k == 0 || credential_id <= 0)
-			(void)contain_judge(pc, s, NULL);
+		if (pair[k] != NULL) {
+			pair[k]->spam += spam != 0;
+			pair[k]->virus += virus != 0;
+		}
 	}
+	contain_judge_pair(pc, pair, credential_id);
 }
 
 enum policy_contain_level policy_contain_level(struct policy_contain *pc,
@@ -487,14 +505,7 @@ void policy_contain_release(struct policy_contain *pc, enum policy_subject_kind 
 		if (s->new_domains[i] != 0)
 			(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains,
 				      s->new_domains[i]);
-	free(s->new_domains);
-	s->new_domains = NULL;
-	s->nnew = 0;
-	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
-	s->spam = s->virus = 0;
-	s->new_network = s->outside = 0;
-	memset(s->bodies, 0, sizeof s->bodies);
-	s->max_fanout = 0;
+	contain_hour_reset(s);
 }
 
 const char *policy_contain_level_name(enum policy_contain_level l)

@@ -147,16 +147,21 @@ static void contain_signals(const struct policy_contain_signals *s, char *out, s
 		 s->total, s->domains, s->volume, s->network, s->fanout, s->failures, s->content);
 }
 
-/* A level went up: log it, store it, suspend in the store. */
+/* A level went up: log it, store it, suspend in the store.  why: the
+ * signals, or NULL for reason. */
 static void contain_raised(struct sluiced *d, uint64_t session_id, enum policy_subject_kind kind,
 			   int64_t id, int64_t tenant_id, const char *name,
-			   enum policy_contain_level level, const struct policy_contain_signals *sig)
+			   enum policy_contain_level level, const struct policy_contain_signals *why,
+			   const char *reason)
 {
 	struct store_contain_state st;
 	char *err = NULL;
 
 	memset(&st, 0, sizeof st);
-	contain_signals(sig, st.reason, sizeof st.reason);
+	if (why != NULL)
+		contain_signals(why, st.reason, sizeof st.reason);
+	else
+		snprintf(st.reason, sizeof st.reason, "%s", reason);
 	log_warn("session=%016llx contain %s=\"%s\" level=%s reason=\"%s\"",
 		 (unsigned long long)session_id, kind == POLICY_TENANT ? "tenant" : "user", name,
 		 policy_contain_level_name(level), st.reason);
@@ -215,10 +220,10 @@ enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct co
 	free(domains);
 	if (cv.credential_level > before_c)
 		contain_raised(d, m->session_id, POLICY_CREDENTIAL, m->credential_id, m->tenant_id,
-			       m->user, cv.credential_level, &cv.credential);
+			       m->user, cv.credential_level, &cv.credential, NULL);
 	if (cv.tenant_level > before_t)
 		contain_raised(d, m->session_id, POLICY_TENANT, m->tenant_id, m->tenant_id,
-			       m->tenant, cv.tenant_level, &cv.tenant);
+			       m->tenant, cv.tenant_level, &cv.tenant, NULL);
 	if (level == POLICY_CONTAIN_SUSPEND) {
 		v->code = 550;
 		snprintf(v->enhanced, sizeof v->enhanced, "5.7.1");
@@ -226,4 +231,30 @@ enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct co
 			 "Sending is suspended for unusual activity; contact your provider");
 	}
 	return level;
+}
+
+void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
+			 const char *tenant, int64_t credential_id, const char *user, int spam,
+			 int virus)
+{
+	int64_t now = util_wall_seconds();
+	enum policy_contain_level before_c, before_t, after;
+	char why[96];
+
+	if (d->contain == NULL || (!spam && !virus))
+		return;
+	before_c = credential_id > 0
+		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
+		       : POLICY_CONTAIN_NONE;
+	before_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+	policy_contain_scan(d->contain, tenant_id, credential_id, spam, virus, now);
+	snprintf(why, sizeof why, "scanner verdict: %s", virus ? "virus" : "spam");
+	if (credential_id > 0 &&
+	    (after = policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)) >
+		before_c)
+		contain_raised(d, session_id, POLICY_CREDENTIAL, credential_id, tenant_id, user, after,
+			       NULL, why);
+	if ((after = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now)) > before_t)
+		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after, NULL,
+			       why);
 }

@@ -117,6 +117,10 @@ int daemon_contain_mail(struct sluiced *d, int64_t tenant_id, int64_t credential
  * (HOLD: queue it held; SUSPEND: refused with *v). */
 enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,
 					      struct policy_verdict *v);
+/* A scanner found spam or a virus in the sender's message: a signal. */
+void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
+			 const char *tenant, int64_t credential_id, const char *user, int spam,
+			 int virus);
 
 /* control.c */
 int control_open(struct sluiced *d, char **err_r);

@@ -650,7 +650,19 @@ static void session_data(struct session *s, const struct smtp_server_event *ev);
 static void session_scan_done(void *ctx, const struct scan_verdict *v)
 {
 	struct session *s = ctx;
+	int spam = 0, virus = 0;
 
+	/* spam and viruses are containment's signals, whatever the action */
+	for (int k = 0; k < SCAN_NSCANNERS; k++) {
+		enum scan_outcome o = v->results[k].outcome;
+		if (!v->ran[k])
+			continue;
+		virus |= o == SCAN_OUT_VIRUS;
+		spam |= o == SCAN_OUT_REJECT || o == SCAN_OUT_SOFT_REJECT ||
+			o == SCAN_OUT_ADD_HEADER || o == SCAN_OUT_REWRITE_SUBJECT;
+	}
+	daemon_contain_scan(s->d, s->id, s->tenant_id, s->tenant, s->credential_id, s->auth_user,
+			    spam, virus);
 	s->scan = NULL; /* the job is gone */
 	s->wait = WAIT_NONE;
 	if (s->dead) {

@@ -14,6 +14,7 @@ A scanner that is killed, or stopped with SIGSTOP (it accepts connections but ne
 answers: a slow scanner), is always one started for that test alone; every process is
 stopped by its PID (rspamd by its process group, which the test created).
 """
+import json
 import os
 import re
 import shutil
@@ -549,4 +550,29 @@ def test_rspamd_over_unix_socket(sluice_factory, private_rspamd):
     assert code == 550 and "rspamd: reject" in text, text
     code, text = submit(sl, message(token()))
     assert code == 250, text
+    stop_clean(sl)
+
+
+def test_viruses_are_a_containment_signal(sluice_factory, clamd):
+    """Each virus a login sends counts for containment (2 points; 3 throttle): the first
+    is refused and nothing more; after the second the login is throttled (`sluice contain
+    list` says why): one message a minute, so after a clean one its next MAIL gets
+    451 4.7.1."""
+    sl = sluice_factory(extra_global=scan_config(f"127.0.0.1:{clamd.port}"))
+    code, text = submit(sl, eicar_message(token()))
+    assert code == 550, text
+    assert "contain user=" not in sl.log_text()
+    code, text = submit(sl, eicar_message(token()))
+    assert code == 550, text
+    assert 'contain user="acme" level=throttle reason="scanner verdict: virus"' in \
+        sl.log_text(), sl.log_tail(20)
+    listed = json.loads(sl.cli("contain", "list", "--json").stdout)
+    assert [(x["name"], x["level"]) for x in listed] == [("acme", "throttle")], listed
+    code, text = submit(sl, message(token()))
+    assert code == 250, text
+    with smtplib.SMTP("127.0.0.1", sl.ports["submission"], timeout=60) as c:
+        c.starttls(context=client_tls_context())
+        c.login("acme", ACME_PW)
+        code, text = c.mail("alice@acme.example")
+        assert code == 451 and b"4.7.1" in text and b"unusual activity" in text, text
     stop_clean(sl)

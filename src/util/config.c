@@ -84,7 +84,7 @@ static int set_path(char **slot, const char *dir, const char *v)
 	return *slot ? 0 : -1;
 }
 
-static int set_str(char **slot, const char *v)
+int config_set_str(char **slot, const char *v)
 {
 	free(*slot);
 	*slot = strdup(v);
@@ -196,9 +196,9 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 		return 0;
 	}
 	if (strcmp(k, "hostname") == 0)
-		return set_str(&cfg->hostname, v);
+		return config_set_str(&cfg->hostname, v);
 	if (strcmp(k, "user") == 0)
-		return set_str(&cfg->user, v);
+		return config_set_str(&cfg->user, v);
 	if (strcmp(k, "store") == 0) {
 		if (strncmp(v, "sqlite:", 7) != 0) {
 			*why = "store must be sqlite:PATH";
@@ -384,7 +384,7 @@ int config_load(const char *path, struct sluice_config *cfg, char **err_r)
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		if (cfg->listeners[i].naddrs == 0)
 			return fail(err_r, path, 0, "a listener has no listen address");
-	if (cfg->hostname == NULL && set_str(&cfg->hostname, "localhost") < 0)
+	if (cfg->hostname == NULL && config_set_str(&cfg->hostname, "localhost") < 0)
 		return -1;
 	if (cfg->store == NULL || cfg->spool_dir == NULL)
 		return fail(err_r, path, 0, "store and spool_dir are required");

@@ -201,6 +201,10 @@ void config_free(struct sluice_config *cfg);
  * ".parent" suffix, then "*"), or NULL: deliver to the domain's MX. */
 const struct config_route *config_route_find(const struct config_delivery *d, const char *domain);
 
+/* For the config_*.c files: replace *slot with a copy of v.  0, -1 out of
+ * memory. */
+int config_set_str(char **slot, const char *v);
+
 /* config_delivery.c, used by config_load(): defaults, the delivery keys of
  * the global section, and the keys of a [route NAME] section.  0 ok, 1 not
  * a delivery key, -1 bad value with *why set. */

@@ -35,13 +35,6 @@ void config_delivery_defaults(struct config_delivery *d)
 	d->timeout_data_end = 600;
 }
 
-static int set_string(char **slot, const char *v)
-{
-	free(*slot);
-	*slot = strdup(v);
-	return *slot ? 0 : -1;
-}
-
 static int parse_onoff(const char *v, int *out, const char **why)
 {
 	if (strcmp(v, "on") == 0 || strcmp(v, "yes") == 0) {
@@ -162,7 +155,7 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 	if (strcmp(k, "mx_tls") == 0)
 		return parse_out_tls(v, &d->mx_tls, 0, why);
 	if (strcmp(k, "resolver") == 0)
-		return set_string(&d->resolver, v);
+		return config_set_str(&d->resolver, v);
 	if (strcmp(k, "resolver_option") == 0) {
 		if (d->nresolver_options == CONFIG_MAX_RESOLVER_OPTIONS) {
 			*why = "too many resolver options";
@@ -205,7 +198,7 @@ int config_delivery_key(struct config_delivery *d, const char *dir, const char *
 			*why = "must be a comma-separated list of durations (1s to 30d)";
 			return -1;
 		}
-		return set_string(&d->retry_schedule, v);
+		return config_set_str(&d->retry_schedule, v);
 	}
 	return 1;
 }
@@ -254,7 +247,7 @@ static int parse_route_host(struct config_route *r, const char *v, const char **
 		*why = "bad port";
 		return -1;
 	}
-	return set_string(&r->host, host);
+	return config_set_str(&r->host, host);
 }
 
 int config_route_key(struct config_route *r, const char *k, char *v, const char **why)
@@ -281,18 +274,18 @@ int config_route_key(struct config_route *r, const char *k, char *v, const char 
 	if (strcmp(k, "tls_verify") == 0)
 		return parse_onoff(v, &r->tls_verify, why);
 	if (strcmp(k, "tls_ca_file") == 0)
-		return set_string(&r->tls_ca_file, v);
+		return config_set_str(&r->tls_ca_file, v);
 	if (strcmp(k, "auth_user") == 0)
-		return set_string(&r->auth_user, v);
+		return config_set_str(&r->auth_user, v);
 	if (strcmp(k, "auth_password") == 0)
-		return set_string(&r->auth_password, v);
+		return config_set_str(&r->auth_password, v);
 	*why = "unknown route key";
 	return -1;
 }
 
 int config_delivery_check(struct config_delivery *d, const char **why)
 {
-	if (d->retry_schedule == NULL && set_string(&d->retry_schedule, "5m,10m,20m,40m,1h,2h,4h"))
+	if (d->retry_schedule == NULL && config_set_str(&d->retry_schedule, "5m,10m,20m,40m,1h,2h,4h"))
 		return -1;
 	for (size_t i = 0; i < d->nroutes; i++) {
 		struct config_route *r = &d->routes[i];

@@ -18,13 +18,6 @@ void config_domains_defaults(struct config_domains *d)
 	d->dkim_overlap = CONFIG_DKIM_OVERLAP_DEFAULT;
 }
 
-static int set_string(char **slot, const char *v)
-{
-	free(*slot);
-	*slot = strdup(v);
-	return *slot ? 0 : -1;
-}
-
 /* "192.0.2.10 2001:db8::/64 ...": addresses or networks, IPv4 or IPv6. */
 static int check_addresses(const char *v)
 {
@@ -61,14 +54,14 @@ int config_domains_key(struct config_domains *d, const char *k, const char *v, c
 			*why = "expected IPv4/IPv6 addresses or networks, space-separated";
 			return -1;
 		}
-		return set_string(&d->sending_addresses, v);
+		return config_set_str(&d->sending_addresses, v);
 	}
 	if (strcmp(k, "spf_include") == 0) {
 		if (strchr(v, ' ') != NULL || strchr(v, '.') == NULL) {
 			*why = "expected one domain name";
 			return -1;
 		}
-		return set_string(&d->spf_include, v);
+		return config_set_str(&d->spf_include, v);
 	}
 	if (strcmp(k, "dmarc_rua") == 0) {
 		if (strncmp(v, "mailto:", 7) != 0 || strchr(v, '@') == NULL || strchr(v, ';') ||
@@ -76,7 +69,7 @@ int config_domains_key(struct config_domains *d, const char *k, const char *v, c
 			*why = "expected mailto:ADDRESS";
 			return -1;
 		}
-		return set_string(&d->dmarc_rua, v);
+		return config_set_str(&d->dmarc_rua, v);
 	}
 	if (strcmp(k, "dkim_overlap") == 0) {
 		uint64_t n;

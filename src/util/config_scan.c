@@ -77,9 +77,7 @@ static int set_endpoint(char **slot, const char *v, int url, const char **why)
 		           : "must be IP:PORT, [IPv6]:PORT or unix:/PATH";
 		return -1;
 	}
-	free(*slot);
-	*slot = strdup(v);
-	return *slot ? 0 : -1;
+	return config_set_str(slot, v);
 }
 
 int config_scan_key(struct config_scan *s, const char *k, const char *v, const char **why)

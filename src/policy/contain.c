@@ -18,7 +18,13 @@
  *             or from outside its bound networks;
  *   fan-out   one body to many recipients at unfamiliar domains;
  *   failures  share of recipients refused or bounced;
- *   content   scanner verdicts (spam, virus).
+ *   content   scanner verdicts (spam, virus);
+ *   egress    a tenant's machines trying port 25 directly and refused by
+ *             the egress block (`sluice egress sample`), the mark of a
+ *             spam bot on its networks.  Weighed so that it alone raises
+ *             the tenant at most to throttle (many attempts from several
+ *             addresses), and tips it to hold together with one more
+ *             signal of its mail without a login.
  *
  * The score picks a level: throttle, hold (new mail is queued on hold for
  * review), suspend (the login is refused).  Hold and suspend stay until
@@ -70,6 +76,8 @@ struct contain_subject {
 	uint32_t failed;        /* refused or bounced recipients */
 	uint32_t spam, virus;
 	int new_network, outside;
+	uint64_t blocked;          /* port-25 attempts refused this hour */
+	uint32_t blocked_sources;  /* most distinct addresses of one sample */
 	struct contain_body bodies[CONTAIN_BODIES];
 	uint32_t max_fanout;
 };
@@ -95,6 +103,7 @@ void policy_contain_config_default(struct policy_contain_config *c_r)
 	c_r->tenant_suspend_logins = 2;
 	c_r->suspend_after = 5;
 	c_r->throttle_interval = 60;
+	c_r->egress_full = 100;
 }
 
 struct policy_contain *policy_contain_new(const struct policy_contain_config *cfg)
@@ -223,6 +232,8 @@ static void contain_hour_reset(struct contain_subject *s)
 	s->msgs = s->rcpts = s->unfamiliar_rcpts = s->failed = 0;
 	s->spam = s->virus = 0;
 	s->new_network = s->outside = 0;
+	s->blocked = 0;
+	s->blocked_sources = 0;
 	memset(s->bodies, 0, sizeof s->bodies);
 	s->max_fanout = 0;
 }
@@ -291,8 +302,17 @@ static double contain_score(const struct policy_contain *pc, const struct contai
 	if (s->rcpts >= 10)
 		sig.failures = 3.0 * clamp((double)s->failed / s->rcpts, 0, 1);
 	sig.content = clamp(0.5 * s->spam + 2.0 * s->virus, 0, 3);
+	/* up to 2.5 for the attempts, 0.5 more for three addresses or more:
+	 * one machine retrying is not enough alone, several are; never above
+	 * the throttle threshold, whatever the configuration */
+	if (s->blocked > 0)
+		sig.egress = clamp(2.5 * clamp((double)s->blocked / (c->egress_full ? c->egress_full
+									      : 1),
+					       0, 1) +
+					   0.5 * clamp(((double)s->blocked_sources - 1) / 2.0, 0, 1),
+				   0, c->throttle);
 	sig.total = sig.domains + sig.volume + sig.network + sig.fanout + sig.failures +
-		    sig.content;
+		    sig.content + sig.egress;
 	if (sig_r != NULL)
 		*sig_r = sig;
 	return sig.total;
@@ -469,6 +489,32 @@ void policy_contain_scan(struct policy_contain *pc, int64_t tenant_id, int64_t c
 		}
 	}
 	contain_judge_pair(pc, pair, credential_id);
+}
+
+enum policy_contain_level policy_contain_blocked(struct policy_contain *pc, int64_t tenant_id,
+						 uint64_t attempts, uint32_t sources, int64_t now,
+						 struct policy_contain_signals *sig_r)
+{
+	struct contain_subject *pair[2];
+	enum policy_contain_level want = POLICY_CONTAIN_NONE;
+	double score;
+
+	if (sig_r != NULL)
+		memset(sig_r, 0, sizeof *sig_r);
+	contain_pair(pc, tenant_id, 0, attempts > 0, now, pair);
+	if (pair[1] == NULL)
+		return POLICY_CONTAIN_NONE;
+	pair[1]->blocked += attempts;
+	if (sources > pair[1]->blocked_sources)
+		pair[1]->blocked_sources = sources;
+	/* hold at most: suspension stays graded on messages (strikes) */
+	score = contain_score(pc, pair[1], sig_r);
+	if (score >= pc->cfg.hold)
+		want = POLICY_CONTAIN_HOLD;
+	else if (score >= pc->cfg.throttle)
+		want = POLICY_CONTAIN_THROTTLE;
+	contain_raise(pc, pair[1], want);
+	return pair[1]->level;
 }
 
 enum policy_contain_level policy_contain_level(struct policy_contain *pc,

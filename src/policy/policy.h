@@ -285,11 +285,12 @@ struct policy_contain_config {
 	uint32_t tenant_suspend_logins; /* suspended logins that suspend the tenant */
 	uint32_t suspend_after;  /* messages held and still scoring before suspend */
 	uint32_t throttle_interval; /* seconds between messages of a throttled subject */
+	uint32_t egress_full;    /* blocked port-25 attempts an hour for the full egress signal */
 };
 
 /* The signals of one subject's current hour, and their sum. */
 struct policy_contain_signals {
-	double domains, volume, network, fanout, failures, content, total;
+	double domains, volume, network, fanout, failures, content, egress, total;
 };
 
 /* One accepted message: recipient domains as policy_contain_hash(). */
@@ -328,6 +329,13 @@ void policy_contain_outcome(struct policy_contain *pc, int64_t tenant_id, int64_
 /* A scanner verdict on an accepted or refused message. */
 void policy_contain_scan(struct policy_contain *pc, int64_t tenant_id, int64_t credential_id,
 			 int spam, int virus, int64_t now);
+/* Port-25 attempts the egress block refused from the tenant's networks
+ * since the last call (`sluice egress sample`), from sources distinct
+ * addresses: a tenant signal, judged as its mail without a login is.
+ * Returns the tenant's level after. */
+enum policy_contain_level policy_contain_blocked(struct policy_contain *pc, int64_t tenant_id,
+						 uint64_t attempts, uint32_t sources, int64_t now,
+						 struct policy_contain_signals *sig_r);
 enum policy_contain_level policy_contain_level(struct policy_contain *pc,
 					       enum policy_subject_kind kind, int64_t id,
 					       int64_t now);

@@ -320,6 +320,80 @@ static void test_export_import(void **state)
 	policy_contain_free(&again);
 }
 
+/* Egress: port-25 attempts refused from a tenant's networks.  Nothing for
+ * an honest tenant with none; alone at most a throttle (several machines),
+ * never a hold; together with another signal of its relay mail, a hold. */
+static void test_egress_blocked(void **state)
+{
+	struct policy_contain *pc = policy_contain_new(NULL);
+	struct policy_contain_signals sig;
+	int64_t t = T0 + 15 * 24 * HOUR + 3 * HOUR;
+	enum policy_contain_level l = POLICY_CONTAIN_NONE;
+	unsigned left = 0;
+
+	(void)state;
+	rng_state = 6;
+	honest_fortnight(pc, 3, 0, NULL);
+	/* zero blocks: nothing, and nothing for a tenant the model never saw */
+	assert_int_equal(policy_contain_blocked(pc, 3, 0, 0, t, &sig), POLICY_CONTAIN_NONE);
+	assert_true(sig.egress == 0.0 && sig.total < 1.0);
+	assert_int_equal(policy_contain_blocked(pc, 77, 0, 0, t, &sig), POLICY_CONTAIN_NONE);
+	assert_true(sig.total == 0.0);
+	assert_int_equal(send_msg(pc, 3, 0, t + 1, 2, NULL, 0, 5, NULL), POLICY_CONTAIN_NONE);
+	/* one machine retrying, many times: 2.5 at most, no throttle */
+	assert_int_equal(policy_contain_blocked(pc, 3, 40, 1, t + 60, &sig), POLICY_CONTAIN_NONE);
+	assert_true(sig.egress > 0.9 && sig.egress < 1.1);
+	assert_int_equal(policy_contain_blocked(pc, 3, 5000, 1, t + 120, &sig),
+			 POLICY_CONTAIN_NONE);
+	assert_true(sig.egress > 2.49 && sig.egress < 2.51);
+	/* three machines: the throttle, and no more however many attempts */
+	assert_int_equal(policy_contain_blocked(pc, 3, 100, 3, t + 180, &sig),
+			 POLICY_CONTAIN_THROTTLE);
+	assert_true(sig.egress > 2.99 && sig.egress <= 3.0);
+	assert_int_equal(policy_contain_blocked(pc, 3, 100000, 500, t + 240, &sig),
+			 POLICY_CONTAIN_THROTTLE);
+	assert_true(sig.egress <= 3.0);
+	printf("# egress alone: 100,000 attempts from 500 addresses score %.2f, level %s\n",
+	       sig.total, policy_contain_level_name(POLICY_CONTAIN_THROTTLE));
+	/* relay mail is paced, a login's is not the tenant's to pace */
+	send_msg(pc, 3, 0, t + 300, 1, NULL, 0, 5, NULL);
+	assert_true(policy_contain_wait(pc, POLICY_TENANT, 3, t + 310) > 0);
+	/* the hour ends: the throttle lifts, the signal is gone */
+	assert_int_equal(policy_contain_level(pc, POLICY_TENANT, 3, t + HOUR), POLICY_CONTAIN_NONE);
+	assert_int_equal(policy_contain_blocked(pc, 3, 0, 0, t + HOUR, &sig), POLICY_CONTAIN_NONE);
+	assert_true(sig.egress == 0.0);
+
+	/* one bot (2.5) and a virus in the relay mail (2): hold */
+	t += 2 * HOUR;
+	policy_contain_blocked(pc, 3, 200, 1, t, NULL);
+	policy_contain_scan(pc, 3, 0, 0, 1, t + 10);
+	assert_int_equal(policy_contain_level(pc, POLICY_TENANT, 3, t + 11), POLICY_CONTAIN_HOLD);
+	policy_contain_release(pc, POLICY_TENANT, 3);
+
+	/* one bot and the trusted network blasting unfamiliar domains: held
+	 * sooner than without the bot (test_relay_tenant_judged: 2 left) */
+	t += 2 * HOUR;
+	policy_contain_blocked(pc, 3, 200, 1, t, NULL);
+	for (unsigned i = 0; i < 100 && l < POLICY_CONTAIN_HOLD; i++) {
+		l = send_msg(pc, 3, 0, t + 1 + i, 5, "victim", i * 5, 0x5ba3, NULL);
+		left += l < POLICY_CONTAIN_HOLD;
+	}
+	printf("# compromised machine on a trusted network, with a bot's port-25 attempts: "
+	       "%u messages left before %s\n",
+	       left, policy_contain_level_name(l));
+	assert_true(l >= POLICY_CONTAIN_HOLD);
+	assert_true(left <= 1);
+	/* samples never suspend: that stays graded on messages */
+	for (unsigned i = 0; i < 20; i++)
+		assert_true(policy_contain_blocked(pc, 3, 1000, 10, t + 200 + i, NULL) <
+			    POLICY_CONTAIN_SUSPEND);
+	/* a login's own judgement does not see its tenant's blocks */
+	policy_contain_auth(pc, 4, 41, 0, 0, t);
+	policy_contain_blocked(pc, 4, 100000, 50, t, NULL);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 41, t + 1), POLICY_CONTAIN_NONE);
+	policy_contain_free(&pc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +403,7 @@ int main(void)
 	    cmocka_unit_test(test_young_tenant_and_throttle),
 	    cmocka_unit_test(test_relay_tenant_judged),
 	    cmocka_unit_test(test_export_import),
+	    cmocka_unit_test(test_egress_blocked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -371,4 +371,36 @@ int store_contain_baselines_load(struct store *st, struct store_contain_baseline
 				 size_t *n_r, char **err_r);
 void store_contain_baselines_free(struct store_contain_baseline *list, size_t n);
 
+/* ---- egress samples: blocked attempts per tenant (store_egress_sample.c) --
+ * Written by `sluice egress sample` (root) from the kernel's cumulative
+ * per-source counters, read by sluiced for the containment score. */
+
+/* One source's count as the kernel has it now. */
+struct store_egress_count {
+	char addr[64];     /* "198.18.1.5", "2001:2::5" */
+	int64_t tenant_id; /* 0: in no tenant's network (counted, not sampled) */
+	uint64_t packets;  /* blocked attempts since the source entered the table */
+};
+
+/* The rise of a tenant's counts from one sample to the next. */
+struct store_egress_sample {
+	int64_t id;
+	int64_t at; /* unix seconds */
+	int64_t tenant_id;
+	char tenant[STORE_NAME_MAX + 1];
+	uint64_t attempts; /* blocked attempts since the sample before */
+	uint32_t sources;  /* addresses whose count rose */
+};
+
+/* Record the counts read at `at`: per source the rise since its last count
+ * (all of it when new, or when it went down: the kernel started it again),
+ * summed per tenant into one sample row per tenant with a rise; sources not
+ * listed are forgotten.  One transaction.  *nsamples_r (may be NULL): rows
+ * written. */
+int store_egress_sample_add(struct store *st, const struct store_egress_count *counts, size_t n,
+			    int64_t at, size_t *nsamples_r, char **err_r);
+/* Samples with id > after_id and at >= since, oldest first, at most limit. */
+int store_egress_sample_list(struct store *st, int64_t after_id, int64_t since, size_t limit,
+			     struct store_egress_sample **list_r, size_t *n_r, char **err_r);
+
 #endif

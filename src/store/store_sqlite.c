@@ -200,12 +200,30 @@ static const char store_schema_contain[] =
     " updated INTEGER NOT NULL,"
     " PRIMARY KEY (kind, subject_id));";
 
+/* Version 6 (issue 6): the egress block's blocked-attempt counts sampled
+ * for containment (store_egress_sample.c): each source's last kernel count,
+ * to tell the rise since from a counter that started again, and the rises
+ * per tenant as sample rows sluiced reads by id. */
+static const char store_schema_egress_sample[] =
+    "CREATE TABLE egress_counters ("
+    " addr TEXT PRIMARY KEY CHECK (length(addr) BETWEEN 1 AND 64),"
+    " packets INTEGER NOT NULL CHECK (packets >= 0),"
+    " seen INTEGER NOT NULL);"
+    "CREATE TABLE egress_samples ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " tenant_id INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " attempts INTEGER NOT NULL CHECK (attempts >= 0),"
+    " sources INTEGER NOT NULL CHECK (sources >= 0));"
+    "CREATE INDEX egress_samples_at ON egress_samples (at);";
+
 const char *const store_migrations[] = {
     store_schema_v1,
     store_schema_dkim,
     store_schema_egress,
     store_schema_policy,
     store_schema_contain,
+    store_schema_egress_sample,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

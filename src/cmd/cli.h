@@ -149,6 +149,16 @@ int cli_egress_requests(struct cli *cli);
 int cli_egress_approve(struct cli *cli);
 int cli_egress_deny(struct cli *cli);
 int cli_egress_audit(struct cli *cli);
+/* The kernel's table read and parsed (st->present 0: not loaded), and its
+ * blocked sources named with their tenants from the store's networks. */
+struct egress_status;
+struct cli_nft;
+int cli_egress_read(struct cli_nft *nft, struct egress_status *st);
+int cli_egress_name(struct cli *cli, struct egress_status *st);
+/* cli_egress_sample.c: blocked counts into the store for containment */
+int cli_egress_sample(struct cli *cli);
+/* Store a sample of st (read and named); quiet: print nothing. */
+int cli_egress_sample_store(struct cli *cli, const struct egress_status *st, int quiet);
 /* cli_nft.c: libnftables with root's rights kept; start it before the
  * store is opened (cli_state_prepare may drop root).  cli_nft_run: rc 0,
  * 1 (no table, listing), -1; *out_r (malloc'd) the output or the error. */

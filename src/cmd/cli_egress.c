@@ -130,6 +130,8 @@ static int cli_egress_render_text(struct cli *cli, const struct egress_status *c
 	    .carry = carry ? carry->blocked : NULL,
 	    .ncarry = carry ? carry->nblocked : 0,
 	    .log_rate = e->log_rate,
+	    .log_nflog = e->log_nflog,
+	    .log_group = e->log_group,
 	    .blocked_timeout = e->blocked_timeout,
 	    .now = now,
 	};
@@ -150,7 +152,7 @@ static int cli_egress_render_text(struct cli *cli, const struct egress_status *c
 }
 
 /* The table in the kernel, parsed; st->present 0 when it is not loaded. */
-static int cli_egress_read(struct cli_nft *nft, struct egress_status *st)
+int cli_egress_read(struct cli_nft *nft, struct egress_status *st)
 {
 	char *out = NULL, *err = NULL;
 	int rc;
@@ -183,10 +185,14 @@ static int cli_egress_load(struct cli *cli, struct cli_nft *nft, int quiet)
 	char *text = NULL, *out = NULL;
 	int rc;
 
-	/* the counts are worth keeping, not worth failing the apply for */
+	/* the counts are worth keeping, not worth failing the apply for; a
+	 * sample first, so the attempts since the last one reach containment
+	 * whatever happens to the counters now */
 	if (cli_egress_read(nft, &old) != 0)
 		fprintf(stderr, "sluice: warning: the blocked counts of the table in force "
 		                "are not carried over\n");
+	else if (cli_egress_name(cli, &old) != 0 || cli_egress_sample_store(cli, &old, 1) != 0)
+		fprintf(stderr, "sluice: warning: the blocked counts were not sampled\n");
 	rc = cli_egress_render_text(cli, &old, &text);
 	egress_status_free(&old);
 	if (rc != 0)
@@ -338,7 +344,7 @@ static json_t *cli_egress_source_json(const struct egress_source *s)
 }
 
 /* Name the tenants of the blocked sources from the store's networks. */
-static int cli_egress_name(struct cli *cli, struct egress_status *st)
+int cli_egress_name(struct cli *cli, struct egress_status *st)
 {
 	struct store_network *nets = NULL;
 	struct egress_owner *owners;

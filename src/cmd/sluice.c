@@ -98,6 +98,8 @@ static const struct cli_command cli_commands[] = {
      "the rules in force and their counters"},
     {"egress", "blocked", 0, 0, CLI_FLAG_JSON, cli_egress_blocked, "blocked [--json]",
      "sources hitting the block, most first"},
+    {"egress", "sample", 0, 0, 0, cli_egress_sample, "sample",
+     "store the blocked counts per tenant for containment (root, each minute)"},
     {"egress", "allow", 1, 1, CLI_FLAG_TENANT | CLI_FLAG_REASON | CLI_FLAG_EXPIRES,
      cli_egress_allow, "allow CIDR --tenant T --reason TEXT --expires DUR",
      "open port 25 for CIDR"},

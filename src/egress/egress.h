@@ -93,6 +93,8 @@ struct egress_model {
 	const struct egress_source *carry;
 	size_t ncarry;
 	uint32_t log_rate;        /* log lines a minute at most; 0: no log */
+	int log_nflog;            /* 1: to nfnetlink_log group log_group, 0: the kernel log */
+	uint16_t log_group;
 	uint32_t blocked_timeout; /* seconds a quiet source stays counted */
 	int64_t now;              /* unix seconds: exceptions' time left */
 };

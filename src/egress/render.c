@@ -259,7 +259,17 @@ int egress_render(const struct egress_model *m, struct buf *out, char **warn_r, 
 	                "\t\tip6 saddr @exceptions6 accept\n"
 	                "\t\ttcp flags & (syn | ack) == syn update @blocked4 { ip saddr }\n"
 	                "\t\ttcp flags & (syn | ack) == syn update @blocked6 { ip6 saddr }\n");
-	if (m->log_rate > 0)
+	/* the kernel log (syslog level info), or an nflog group that ulogd2
+	 * or tcpdump reads (and that works in any network namespace: the
+	 * kernel log only takes lines from the initial one unless
+	 * net.netfilter.nf_log_all_netns is set) */
+	if (m->log_rate > 0 && m->log_nflog)
+		egress_printf(&t,
+		              "\t\ttcp flags & (syn | ack) == syn limit rate %" PRIu32
+		              "/minute burst 5 packets"
+		              " log group %u prefix \"sluice egress blocked: \"\n",
+		              m->log_rate, (unsigned)m->log_group);
+	else if (m->log_rate > 0)
 		egress_printf(&t,
 		              "\t\ttcp flags & (syn | ack) == syn limit rate %" PRIu32
 		              "/minute burst 5 packets"

@@ -120,6 +120,8 @@ struct config_egress {
 	char *privates[CONFIG_MAX_EGRESS_NETS];  /* egress_private_networks */
 	size_t nprivates;
 	uint32_t log_rate;        /* blocked-attempt log lines a minute; 0 none */
+	int log_nflog;            /* egress_log = nflog:GROUP (else syslog, the kernel log) */
+	uint16_t log_group;       /* its nfnetlink_log group */
 	uint32_t blocked_timeout; /* seconds a quiet blocked source stays counted */
 	int apply_on_change;      /* egress_apply: exception changes reload the table */
 };
@@ -165,6 +167,7 @@ struct sluice_config {
 	char *tls_cert;  /* PEM; made self-signed on first start when missing */
 	char *tls_key;
 	char *control_socket;
+	char *metrics_listen; /* "127.0.0.1:9325": Prometheus /metrics (cmd/metrics.h); NULL off */
 	int log_syslog;  /* log = syslog */
 	int log_debug;   /* log_level = debug */
 

@@ -1,7 +1,8 @@
 /*
  * The egress part of the configuration (`sluice egress`, docs/egress.md):
  * the customer networks whose port 25 is blocked, sluice's own addresses
- * and the private subnets where port 25 stays open, the log rate, how long
+ * and the private subnets where port 25 stays open, the log rate and where
+ * the lines go (the kernel log, or an nflog group for ulogd2 or tcpdump), how long
  * a quiet blocked source stays counted, and whether changes to exceptions
  * reload the kernel's table at once.  config.c hands these keys here.
  *
@@ -63,6 +64,20 @@ int config_egress_key(struct config_egress *e, const char *k, const char *v, con
 		}
 		e->log_rate = (uint32_t)n;
 		return 0;
+	}
+	if (strcmp(k, "egress_log") == 0) {
+		if (strcmp(v, "syslog") == 0) {
+			e->log_nflog = 0;
+			return 0;
+		}
+		if (strncmp(v, "nflog:", 6) == 0 && v[6] >= '0' && v[6] <= '9' &&
+		    util_parse_size(v + 6, &n) == 0 && n <= 65535) {
+			e->log_nflog = 1;
+			e->log_group = (uint16_t)n;
+			return 0;
+		}
+		*why = "must be syslog or nflog:GROUP (0 to 65535)";
+		return -1;
 	}
 	if (strcmp(k, "egress_blocked_timeout") == 0) {
 		if (util_parse_duration(v, &n) < 0 || n == 0 || n > 365 * 86400) {

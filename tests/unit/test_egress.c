@@ -194,6 +194,16 @@ static void test_render_table(void **state)
 	assert_null(strstr(t, "flush"));
 	free(t);
 
+	/* egress_log = nflog:5: the same rate, to nfnetlink_log group 5 */
+	m.log_nflog = 1;
+	m.log_group = 5;
+	t = render(&m, NULL, 0);
+	assert_non_null(strstr(t, "\t\ttcp flags & (syn | ack) == syn limit rate 10/minute burst 5 "
+	                          "packets log group 5 prefix \"sluice egress blocked: \"\n"));
+	assert_null(strstr(t, "level info"));
+	free(t);
+	m.log_nflog = 0;
+
 	m.log_rate = 0;
 	m.nexceptions = 0;
 	m.ncarry = 0;
@@ -379,6 +389,14 @@ static void test_config_keys(void **state)
 	assert_int_equal(cfg.egress.log_rate, 10);
 	assert_int_equal(cfg.egress.blocked_timeout, 7 * 86400);
 	assert_false(cfg.egress.apply_on_change);
+	assert_false(cfg.egress.log_nflog);
+	config_free(&cfg);
+	assert_int_equal(load("egress_log = nflog:7\n", &cfg, &err), 0);
+	assert_true(cfg.egress.log_nflog);
+	assert_int_equal(cfg.egress.log_group, 7);
+	config_free(&cfg);
+	assert_int_equal(load("egress_log = nflog:7\negress_log = syslog\n", &cfg, &err), 0);
+	assert_false(cfg.egress.log_nflog);
 	config_free(&cfg);
 
 	assert_int_equal(load("egress_customer_networks = 198.18.1.0/24, 2001:db8::/32\n"
@@ -408,6 +426,10 @@ static void test_config_keys(void **state)
 	    "egress_blocked_timeout = 0\n",
 	    "egress_blocked_timeout = 400d\n",
 	    "egress_apply = maybe\n",
+	    "egress_log = nflog:\n",
+	    "egress_log = nflog:65536\n",
+	    "egress_log = nflog:-1\n",
+	    "egress_log = kmsg\n",
 	    "egress_nosuch = 1\n",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -141,6 +141,29 @@ static const char *cli_tenant_name(const struct cli_tenants *ts, int64_t id, cha
 	return buf;
 }
 
+/* The login that submitted the message: its name, "#ID" for one no
+ * longer in the store, NULL for none (a trusted network, a DSN). */
+static const char *cli_login_name(struct cli *cli, int64_t tenant_id, int64_t credential_id,
+                                  char *buf, size_t size)
+{
+	struct store *st = cli_store(cli);
+	struct store_credential *list = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	if (credential_id == 0)
+		return NULL;
+	snprintf(buf, size, "#%lld", (long long)credential_id);
+	if (st != NULL && store_credential_list(st, tenant_id, &list, &n, &err) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (list[i].id == credential_id)
+				util_strlcpy(buf, list[i].username, size);
+	}
+	free(err);
+	free(list);
+	return buf;
+}
+
 /* ---- list ------------------------------------------------------------------------- */
 
 struct cli_queue_list {
@@ -260,7 +283,7 @@ static char *cli_lf_text(const char *data, size_t len)
 }
 
 static json_t *cli_queue_show_json(const struct spool_message *m, const char *tenant,
-                                   const char *headers)
+                                   const char *login, const char *headers)
 {
 	char when[CLI_TIME_MAX], next[CLI_TIME_MAX];
 	json_t *o, *rcpts = json_array();
@@ -272,7 +295,9 @@ static json_t *cli_queue_show_json(const struct spool_message *m, const char *te
 	              (m->flags & SPOOL_MSG_HELD) != 0, "8bitmime",
 	              (m->flags & SPOOL_MSG_8BIT) != 0, "smtputf8",
 	              (m->flags & SPOOL_MSG_SMTPUTF8) != 0, "headers", cli_json_string(headers));
-	if (o == NULL || rcpts == NULL || json_object_set_new(o, "recipients", rcpts) < 0) {
+	if (o == NULL || rcpts == NULL ||
+	    json_object_set_new(o, "login", login ? json_string(login) : json_null()) < 0 ||
+	    json_object_set_new(o, "recipients", rcpts) < 0) {
 		json_decref(o);
 		return NULL;
 	}
@@ -295,7 +320,7 @@ static json_t *cli_queue_show_json(const struct spool_message *m, const char *te
 }
 
 static void cli_queue_show_text(const struct spool_message *m, const char *tenant,
-                                const char *headers)
+                                const char *login, const char *headers)
 {
 	char when[CLI_TIME_MAX];
 
@@ -303,10 +328,12 @@ static void cli_queue_show_text(const struct spool_message *m, const char *tenan
 	printf("id:          %s\n"
 	       "received:    %s\n"
 	       "tenant:      %s\n"
+	       "login:       %s\n"
 	       "sender:      <%s>\n"
 	       "size:        %zu\n"
 	       "held:        %s\n",
-	       m->id, when, tenant, m->sender, m->len, (m->flags & SPOOL_MSG_HELD) ? "yes" : "no");
+	       m->id, when, tenant, login ? login : "none", m->sender, m->len,
+	       (m->flags & SPOOL_MSG_HELD) ? "yes" : "no");
 	printf("recipients:  %zu\n", m->nrcpts);
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		const struct spool_rcpt *r = &m->rcpts[i];
@@ -324,7 +351,8 @@ static void cli_queue_show_text(const struct spool_message *m, const char *tenan
 
 int cli_queue_show(struct cli *cli)
 {
-	char id[SPOOL_ID_LEN + 1], tbuf[32], *headers = NULL;
+	char id[SPOOL_ID_LEN + 1], tbuf[32], lbuf[STORE_NAME_MAX + 1], *headers = NULL;
+	const char *login;
 	struct spool *spool = NULL;
 	struct spool_message m;
 	struct cli_tenants ts = {NULL, 0};
@@ -352,11 +380,12 @@ int cli_queue_show(struct cli *cli)
 		rc = cli_error("out of memory");
 		goto done;
 	}
+	login = cli_login_name(cli, m.tenant_id, m.credential_id, lbuf, sizeof lbuf);
 	if (cli->flags & CLI_FLAG_JSON)
 		rc = cli_json_print(cli_queue_show_json(
-		    &m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf), headers));
+		    &m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf), login, headers));
 	else
-		cli_queue_show_text(&m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf),
+		cli_queue_show_text(&m, cli_tenant_name(&ts, m.tenant_id, tbuf, sizeof tbuf), login,
 		                    headers);
 done:
 	free(headers);

@@ -13,12 +13,34 @@
  * level: a contained subject's next MAIL finds it cleared and the model
  * lets it go.  Baselines are saved with the usage flush and at exit, and
  * loaded at start with the stored levels.
+ *
+ * Failures count as a signal: recipients refused for good at RCPT (the
+ * suppression list) and bounces.  Bounces are known on the delivery
+ * thread, from the login recorded with the message in the spool; they
+ * wait in contain_pending, merged per sender, until the main loop takes
+ * them to the model.
  */
 #include "cmd/daemon.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define CONTAIN_PENDING 256 /* senders with bounces waiting; more are dropped */
+
+struct contain_pending {
+	pthread_mutex_t mu;
+	struct event *ev;  /* made active from the delivery thread */
+	size_t n;
+	uint64_t dropped;
+	struct contain_bounces {
+		int64_t tenant_id, credential_id;
+		uint32_t failed;
+	} e[CONTAIN_PENDING];
+};
+
+static void contain_pending_run(evutil_socket_t fd, short what, void *arg);
 
 int daemon_contain_start(struct sluiced *d, char **err_r)
 {
@@ -53,6 +75,12 @@ int daemon_contain_start(struct sluiced *d, char **err_r)
 					 levels[i].subject_id, levels[i].tenant_id,
 					 (enum policy_contain_level)levels[i].level);
 	free(levels);
+	if ((d->contain_pending = calloc(1, sizeof *d->contain_pending)) == NULL ||
+	    (d->contain_pending->ev = event_new(d->base, -1, 0, contain_pending_run, d)) == NULL) {
+		*err_r = strdup("out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&d->contain_pending->mu, NULL);
 	log_info("contain start baselines=%zu contained=%zu", nb, nl);
 	return 0;
 }
@@ -76,6 +104,17 @@ void daemon_contain_save(struct sluiced *d)
 
 void daemon_contain_stop(struct sluiced *d)
 {
+	struct contain_pending *p = d->contain_pending;
+
+	if (p != NULL) {
+		/* the delivery engine has stopped: nobody adds any more */
+		contain_pending_run(-1, 0, d);
+		if (p->ev != NULL)
+			event_free(p->ev);
+		pthread_mutex_destroy(&p->mu);
+		free(p);
+		d->contain_pending = NULL;
+	}
 	daemon_contain_save(d);
 	policy_contain_free(&d->contain);
 }
@@ -162,9 +201,14 @@ static void contain_raised(struct sluiced *d, uint64_t session_id, enum policy_s
 		contain_signals(why, st.reason, sizeof st.reason);
 	else
 		snprintf(st.reason, sizeof st.reason, "%s", reason);
-	log_warn("session=%016llx contain %s=\"%s\" level=%s reason=\"%s\"",
-		 (unsigned long long)session_id, kind == POLICY_TENANT ? "tenant" : "user", name,
-		 policy_contain_level_name(level), st.reason);
+	if (session_id != 0)
+		log_warn("session=%016llx contain %s=\"%s\" level=%s reason=\"%s\"",
+			 (unsigned long long)session_id, kind == POLICY_TENANT ? "tenant" : "user",
+			 name, policy_contain_level_name(level), st.reason);
+	else
+		log_warn("contain %s=\"%s\" level=%s reason=\"%s\"",
+			 kind == POLICY_TENANT ? "tenant" : "user", name,
+			 policy_contain_level_name(level), st.reason);
 	st.kind = kind;
 	st.subject_id = id;
 	st.tenant_id = tenant_id;
@@ -257,4 +301,127 @@ void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_
 	if ((after = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now)) > before_t)
 		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after, NULL,
 			       why);
+}
+
+/* The names of a tenant and a login, for contain_raised() when only the ids
+ * are known (bounces).  "" when not found. */
+static void contain_names(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			  char tenant[STORE_NAME_MAX + 1], char user[STORE_NAME_MAX + 1])
+{
+	struct store_tenant t;
+	struct store_credential *list = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	tenant[0] = user[0] = '\0';
+	if (store_tenant_get_id(d->store, tenant_id, &t, &err) == 0)
+		util_strlcpy(tenant, t.name, STORE_NAME_MAX + 1);
+	free(err);
+	err = NULL;
+	if (credential_id <= 0 || store_credential_list(d->store, tenant_id, &list, &n, &err) != 0) {
+		free(err);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (list[i].id == credential_id)
+			util_strlcpy(user, list[i].username, STORE_NAME_MAX + 1);
+	free(list);
+}
+
+void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
+			   const char *tenant, int64_t credential_id, const char *user,
+			   uint32_t failed)
+{
+	int64_t now = util_wall_seconds();
+	enum policy_contain_level before_c, before_t, after_c, after_t;
+	char tname[STORE_NAME_MAX + 1], uname[STORE_NAME_MAX + 1];
+	char why[256], sigs[160];
+	struct policy_contain_signals sig;
+
+	if (d->contain == NULL || failed == 0 || tenant_id <= 0)
+		return;
+	before_c = credential_id > 0
+		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
+		       : POLICY_CONTAIN_NONE;
+	before_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+	policy_contain_outcome(d->contain, tenant_id, credential_id, failed, now);
+	after_c = credential_id > 0
+		      ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
+		      : POLICY_CONTAIN_NONE;
+	after_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+	if (after_c <= before_c && after_t <= before_t)
+		return;
+	if (tenant == NULL || (credential_id > 0 && user == NULL)) {
+		contain_names(d, tenant_id, credential_id, tname, uname);
+		tenant = tenant ? tenant : tname;
+		user = user ? user : uname;
+	}
+	/* what came in now, and the hour's signals it completed */
+	if (after_c > before_c) {
+		policy_contain_signals_of(d->contain, POLICY_CREDENTIAL, credential_id, now, &sig);
+		contain_signals(&sig, sigs, sizeof sigs);
+		snprintf(why, sizeof why, "%s: %u recipient%s; %s",
+			 session_id ? "refused recipients" : "bounces", failed,
+			 failed == 1 ? "" : "s", sigs);
+		contain_raised(d, session_id, POLICY_CREDENTIAL, credential_id, tenant_id, user,
+			       after_c, NULL, why);
+	}
+	if (after_t > before_t) {
+		policy_contain_signals_of(d->contain, POLICY_TENANT, tenant_id, now, &sig);
+		contain_signals(&sig, sigs, sizeof sigs);
+		snprintf(why, sizeof why, "%s: %u recipient%s; %s",
+			 session_id ? "refused recipients" : "bounces", failed,
+			 failed == 1 ? "" : "s", sigs);
+		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after_t,
+			       NULL, why);
+	}
+}
+
+void daemon_contain_bounced(struct sluiced *d, int64_t tenant_id, int64_t credential_id)
+{
+	struct contain_pending *p = d->contain_pending;
+	size_t i;
+
+	if (p == NULL || tenant_id <= 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	for (i = 0; i < p->n; i++)
+		if (p->e[i].tenant_id == tenant_id && p->e[i].credential_id == credential_id)
+			break;
+	if (i < p->n) {
+		p->e[i].failed++;
+	} else if (p->n < CONTAIN_PENDING) {
+		p->e[p->n++] = (struct contain_bounces){tenant_id, credential_id, 1};
+		if (p->n == 1)
+			event_active(p->ev, EV_TIMEOUT, 0);
+	} else {
+		p->dropped++;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Main loop: the bounces that came in since the last run, to the model. */
+static void contain_pending_run(evutil_socket_t fd, short what, void *arg)
+{
+	struct sluiced *d = arg;
+	struct contain_pending *p = d->contain_pending;
+	struct contain_bounces e[CONTAIN_PENDING];
+	size_t n;
+	uint64_t dropped;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&p->mu);
+	n = p->n;
+	memcpy(e, p->e, n * sizeof *e);
+	dropped = p->dropped;
+	p->n = 0;
+	p->dropped = 0;
+	pthread_mutex_unlock(&p->mu);
+	if (dropped > 0)
+		log_warn("contain bounces-dropped count=%llu (more than %d senders at once)",
+			 (unsigned long long)dropped, CONTAIN_PENDING);
+	for (size_t i = 0; i < n; i++)
+		daemon_contain_failed(d, 0, e[i].tenant_id, NULL, e[i].credential_id, NULL,
+				      e[i].failed);
 }

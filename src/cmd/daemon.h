@@ -45,6 +45,7 @@ struct daemon_completion {
 };
 
 struct ip_count;
+struct contain_pending;
 
 struct sluiced {
 	struct sluice_config cfg;
@@ -63,6 +64,7 @@ struct sluiced {
 	struct deliver_engine *deliver; /* NULL: delivery = off */
 	struct scan *scan;              /* NULL: no content scanners */
 	struct policy_contain *contain; /* containment model (contain.c) */
+	struct contain_pending *contain_pending; /* bounces on their way to it */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
 	size_t nlisteners;
@@ -117,6 +119,14 @@ int daemon_contain_mail(struct sluiced *d, int64_t tenant_id, int64_t credential
  * (HOLD: queue it held; SUSPEND: refused with *v). */
 enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,
 					      struct policy_verdict *v);
+/* Recipients of the sender refused for good (the suppression list at
+ * RCPT) on the main loop: the failures signal.  user may be NULL. */
+void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
+			   const char *tenant, int64_t credential_id, const char *user,
+			   uint32_t failed);
+/* Any thread (the delivery thread): a recipient of the sender's mail
+ * bounced.  Counted on the main loop soon after. */
+void daemon_contain_bounced(struct sluiced *d, int64_t tenant_id, int64_t credential_id);
 /* A scanner found spam or a virus in the sender's message: a signal. */
 void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
 			 const char *tenant, int64_t credential_id, const char *user, int spam,

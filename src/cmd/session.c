@@ -504,6 +504,10 @@ static void session_rcpt(struct session *s, const struct smtp_server_event *ev)
 			 "reason=%s text=\"%s\"",
 			 (unsigned long long)s->id, s->addr, s->tenant, to, v.code, reason, v.text);
 		session_refused(s, reason);
+		if (v.code / 100 == 5 && strcmp(reason, "suppressed") == 0)
+			daemon_contain_failed(s->d, s->id, s->tenant_id, s->tenant,
+					      s->credential_id,
+					      s->credential_id ? s->auth_user : NULL, 1);
 	}
 	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
 }
@@ -834,6 +838,7 @@ static void session_data(struct session *s, const struct smtp_server_event *ev)
 	if ((level = session_contain(s, ev, &m)) == POLICY_CONTAIN_SUSPEND)
 		goto refused;
 	m.tenant_id = s->tenant_id;
+	m.credential_id = s->credential_id;
 	m.received = t.when;
 	m.flags = (smtp_server_body_8bit(s->smtp) ? SPOOL_MSG_8BIT : 0) |
 		  (smtp_server_smtputf8(s->smtp) ? SPOOL_MSG_SMTPUTF8 : 0) |

@@ -121,6 +121,12 @@ static void usage_outcome(void *ctx, const struct deliver_outcome_info *o)
 	if (o->outcome == DELIVER_FAILED && !o->expired &&
 	    policy_suppress_reply(o->code, o->enhanced, o->reply))
 		policy_usage_suppress(d->usage, o->tenant_id, o->rcpt, o->reply, now);
+	/* a bounce is a containment signal: a remote's refusal, or an address
+	 * that cannot exist (5.1.x: no such domain, null MX); not sluice's
+	 * other local failures (an operator's bounce, a loop) */
+	if (o->outcome == DELIVER_FAILED && !o->expired &&
+	    (!o->local || strncmp(o->enhanced, "5.1.", 4) == 0))
+		daemon_contain_bounced(d, o->tenant_id, o->credential_id);
 }
 
 static void stop_now(evutil_socket_t sig, short what, void *arg)
@@ -386,10 +392,6 @@ int main(int argc, char **argv)
 	d.usage = policy_usage_new();
 	if (d.limits == NULL || d.usage == NULL)
 		log_fatal("out of memory at start");
-	/* containment: baselines and levels kept in the store (contain.c) */
-	if (daemon_contain_start(&d, &err) < 0)
-		log_fatal("containment start failed error=\"%s\"", err ? err : "?");
-
 	if (evthread_use_pthreads() < 0)
 		log_fatal("libevent threads unavailable");
 	d.base = event_base_new();
@@ -428,6 +430,10 @@ int main(int argc, char **argv)
 			 d.cfg.scan.fail_closed ? "closed" : "open",
 			 (unsigned long long)d.cfg.scan.max_size);
 	}
+
+	/* containment: baselines and levels kept in the store (contain.c) */
+	if (daemon_contain_start(&d, &err) < 0)
+		log_fatal("containment start failed error=\"%s\"", err ? err : "?");
 
 	d.usage_ev = event_new(d.base, -1, EV_PERSIST, usage_flush, &d);
 	event_add(d.usage_ev,

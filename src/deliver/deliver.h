@@ -22,6 +22,7 @@ struct deliver_stats {
 	uint64_t delivered; /* recipients */
 	uint64_t deferred;  /* recipient attempts that will be retried */
 	uint64_t bounced;   /* recipients failed for good */
+	uint64_t connections; /* outbound connections open now */
 };
 
 /* Start the delivery thread: load the queue from spool (envelopes only),
@@ -52,6 +53,7 @@ void deliver_engine_stats(struct deliver_engine *e, struct deliver_stats *stats_
 enum deliver_outcome { DELIVER_DELIVERED, DELIVER_DEFERRED, DELIVER_FAILED };
 struct deliver_outcome_info {
 	int64_t tenant_id;
+	int64_t credential_id; /* the login that submitted it; 0 none */
 	const char *sender;    /* "" for a DSN */
 	const char *rcpt;
 	enum deliver_outcome outcome;
@@ -59,6 +61,7 @@ struct deliver_outcome_info {
 	const char *enhanced;  /* "" when the reply had none */
 	const char *reply;     /* "550 5.1.1 text" */
 	int expired;           /* failed: only temporary failures, out of time */
+	int local;             /* the reply is sluice's own, no server said it */
 };
 /* Called on the delivery thread for every recipient's outcome; must not
  * block (no store, no network). */

@@ -45,7 +45,7 @@ struct dl_rcpt {
 struct dl_msg {
 	struct dl_msg *hnext;
 	char id[SPOOL_ID_LEN + 1];
-	int64_t tenant_id, received;
+	int64_t tenant_id, credential_id, received;
 	uint32_t flags;
 	char *sender;
 	struct dl_rcpt *rcpts;

@@ -118,6 +118,7 @@ static int dl_msg_add(struct deliver_engine *e, struct spool_message *sm)
 		return -1;
 	memcpy(m->id, sm->id, sizeof m->id);
 	m->tenant_id = sm->tenant_id;
+	m->credential_id = sm->credential_id;
 	m->received = sm->received;
 	m->flags = sm->flags;
 	m->held = (sm->flags & SPOOL_MSG_HELD) != 0;
@@ -757,4 +758,5 @@ void deliver_engine_stats(struct deliver_engine *e, struct deliver_stats *s_r)
 	pthread_mutex_lock(&e->mu);
 	*s_r = e->stats;
 	pthread_mutex_unlock(&e->mu);
+	s_r->connections = __atomic_load_n(&e->nconns, __ATOMIC_RELAXED);
 }

@@ -216,6 +216,7 @@ static void dl_report(struct deliver_engine *e, const struct dl_msg *m, const st
 		return;
 	o = (struct deliver_outcome_info){
 	    .tenant_id = m->tenant_id,
+	    .credential_id = m->credential_id,
 	    .sender = m->sender,
 	    .rcpt = r->addr,
 	    .outcome = r->state == SPOOL_RCPT_DELIVERED ? DELIVER_DELIVERED
@@ -225,6 +226,7 @@ static void dl_report(struct deliver_engine *e, const struct dl_msg *m, const st
 	    .enhanced = rep->enhanced,
 	    .reply = r->last_reply ? r->last_reply : "",
 	    .expired = expired,
+	    .local = rep->local,
 	};
 	fn(ctx, &o);
 }

@@ -672,3 +672,15 @@ int64_t policy_contain_wait(struct policy_contain *pc, enum policy_subject_kind 
 		return 0;
 	return s->last_msg + pc->cfg.throttle_interval - now;
 }
+
+void policy_contain_signals_of(struct policy_contain *pc, enum policy_subject_kind kind,
+			       int64_t id, int64_t now, struct policy_contain_signals *sig_r)
+{
+	struct contain_subject *s = contain_get(pc, kind, id, 0);
+
+	memset(sig_r, 0, sizeof *sig_r);
+	if (s == NULL)
+		return;
+	contain_roll(pc, s, now);
+	contain_score(pc, s, sig_r);
+}

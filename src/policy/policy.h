@@ -339,6 +339,9 @@ enum policy_contain_level policy_contain_blocked(struct policy_contain *pc, int6
 enum policy_contain_level policy_contain_level(struct policy_contain *pc,
 					       enum policy_subject_kind kind, int64_t id,
 					       int64_t now);
+/* The signals of a subject's current hour (all 0 for one unknown). */
+void policy_contain_signals_of(struct policy_contain *pc, enum policy_subject_kind kind,
+			       int64_t id, int64_t now, struct policy_contain_signals *sig_r);
 /* The operator's word: back to NONE (tenant release, credential resume);
  * the hour's unfamiliar domains join the baseline. */
 void policy_contain_release(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id);

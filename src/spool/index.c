@@ -237,6 +237,7 @@ static int apply_msg(struct spool_index *idx, const struct spool_record *rec, ui
 	e->off = off;
 	e->len = (uint32_t)len;
 	e->tenant_id = rec->tenant_id;
+	e->credential_id = rec->credential_id;
 	e->received = rec->received;
 	e->flags = rec->flags;
 	if ((e->sender = span_dup(rec->sender)) == NULL)
@@ -399,6 +400,7 @@ int spool_entry_export(const struct spool_entry *e, struct spool_message *m)
 	memset(m, 0, sizeof *m);
 	snprintf(m->id, sizeof m->id, "%016" PRIx64, e->key);
 	m->tenant_id = e->tenant_id;
+	m->credential_id = e->credential_id;
 	m->received = e->received;
 	m->flags = e->flags;
 	if ((m->sender = util_strdup(e->sender)) == NULL)

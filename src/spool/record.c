@@ -199,14 +199,19 @@ static int rec_finish(struct buf *b, size_t start)
 int spool_record_encode_msg(struct buf *b, const struct spool_message *m)
 {
 	size_t start = b->len;
+	uint32_t flags;
 	int saved;
 
 	if (m->nrcpts > UINT32_MAX || m->len > SPOOL_REC_PAYLOAD_MAX) {
 		errno = EFBIG;
 		return -1;
 	}
+	flags = m->flags & ~(uint32_t)SPOOL_MSG_CREDENTIAL;
+	if (m->credential_id != 0)
+		flags |= SPOOL_MSG_CREDENTIAL;
 	if (rec_begin(b, SPOOL_REC_MSG, m->id) < 0 || enc_u64(b, (uint64_t)m->tenant_id) < 0 ||
-	    enc_u64(b, (uint64_t)m->received) < 0 || enc_u32(b, m->flags) < 0 ||
+	    enc_u64(b, (uint64_t)m->received) < 0 || enc_u32(b, flags) < 0 ||
+	    (m->credential_id != 0 && enc_u64(b, (uint64_t)m->credential_id) < 0) ||
 	    enc_str(b, m->sender ? m->sender : "") < 0 || enc_u32(b, (uint32_t)m->nrcpts) < 0)
 		goto fail;
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -400,6 +405,12 @@ static int parse_payload(const unsigned char *p, size_t n, unsigned type, struct
 		rec->tenant_id = (int64_t)rd_u64(&r);
 		rec->received = (int64_t)rd_u64(&r);
 		rec->flags = rd_u32(&r);
+		if (rec->flags & SPOOL_MSG_CREDENTIAL) {
+			rec->flags &= ~(uint32_t)SPOOL_MSG_CREDENTIAL;
+			rec->credential_id = (int64_t)rd_u64(&r);
+			if (rec->credential_id == 0)
+				r.bad = 1; /* the encoder never writes 0 */
+		}
 		rec->sender = rd_str(&r, 0);
 		rec->nrcpts = rd_u32(&r);
 		rstart = r.off;

@@ -5,7 +5,8 @@
  *
  * Payloads (all integers little-endian, strings are u32 length + bytes
  * without NUL, ids are 16 lowercase hex characters):
- *   MSG         id | i64 tenant | i64 received | u32 flags | str sender |
+ *   MSG         id | i64 tenant | i64 received | u32 flags |
+ *               [i64 credential if flags has SPOOL_MSG_CREDENTIAL] | str sender |
  *               u32 nrcpts | nrcpts * rcpt | u32 data length | data
  *   rcpt        str addr | u8 state | u32 attempts | i64 next_attempt |
  *               u8 has_reply | [str last_reply if has_reply]
@@ -58,8 +59,9 @@ struct spool_record {
 	char id[SPOOL_ID_LEN + 1];
 	/* MSG */
 	int64_t tenant_id;
+	int64_t credential_id; /* 0 when the record has none */
 	int64_t received;
-	uint32_t flags;
+	uint32_t flags;        /* without SPOOL_MSG_CREDENTIAL */
 	struct spool_span sender;
 	uint32_t nrcpts;
 	struct spool_span rcpts; /* encoded, already verified: walk with spool_record_rcpt_next() */

@@ -40,6 +40,9 @@ enum spool_msg_flags {
 	SPOOL_MSG_8BIT = 1 << 0,
 	SPOOL_MSG_SMTPUTF8 = 1 << 1,
 	SPOOL_MSG_HELD = 1 << 2,
+	/* On disk only: a credential id follows the flags (record.h).  Set
+	 * and cleared by the record codec from credential_id. */
+	SPOOL_MSG_CREDENTIAL = 1 << 3,
 };
 
 struct spool_rcpt {
@@ -53,6 +56,7 @@ struct spool_rcpt {
 struct spool_message {
 	char id[SPOOL_ID_LEN + 1];
 	int64_t tenant_id;
+	int64_t credential_id;       /* the login that submitted it; 0 none */
 	int64_t received;            /* unix seconds */
 	uint32_t flags;              /* spool_msg_flags */
 	char *sender;                /* "" for the null sender */

@@ -46,7 +46,7 @@ struct spool_entry {
 	struct spool_entry *prev, *next; /* arrival order */
 	uint64_t seg, off;               /* where the MSG record is */
 	uint32_t len;                    /* its framed length */
-	int64_t tenant_id, received;
+	int64_t tenant_id, credential_id, received;
 	uint32_t flags;
 	char *sender;
 	struct spool_rcpt *rcpts;

@@ -25,7 +25,8 @@ import time
 
 import pytest
 
-from sluicelib import ACME_PW, client_tls_context, token
+from mxpeer import MXPeer
+from sluicelib import ACME_PW, client_tls_context, free_port, token, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -135,6 +136,9 @@ def test_compromised_login_contained_within_ten_messages(sluice_factory):
             assert m, (qid, sl.queue_list())
             if m[0]["held"]:
                 held += 1
+                # the spool keeps who sent it, for the operator's review
+                shown = json.loads(sl.cli("queue", "show", qid, "--json").stdout)
+                assert shown["login"] == "acme", shown
             else:
                 left += 1
     finally:
@@ -186,3 +190,74 @@ def test_honest_newsletter_triggers_nothing(sluice_factory):
     assert held == []
     assert "contain " not in sl.log_text().replace("contain start", "")
     assert json.loads(sl.cli("contain", "list", "--json").stdout) == []
+
+
+def contained(sl, kind, name):
+    for x in json.loads(sl.cli("contain", "list", "--json").stdout):
+        if x["kind"] == kind and x["name"] == name:
+            return x
+    return None
+
+
+def test_bounces_feed_the_failures_signal(sluice_factory):
+    """Every recipient of one message bounces at the remote MX (550 5.1.1): the
+    bounces, known on the delivery thread from the login the spool recorded with the
+    message, reach the model and throttle the login; its next MAIL is paced."""
+    peer = MXPeer(host="127.0.0.1", port=free_port())
+    rcpts = [f"gone{k}@{CUSTOMERS[k]}" for k in range(12)]
+    for r in rcpts:
+        peer.rcpt_reply[r] = "550 5.1.1 No such user here"
+    peer.start()
+    try:
+        sl = sluice_factory(
+            start=False,
+            extra_global="delivery = on\nretry_schedule = 1s\ntimeout_connect = 5s\n"
+                         "max_recipients = 50\n",
+            extra_sections=f"[route peer]\ndomains = *\nhost = {peer.host}:{peer.port}\n"
+                           "tls = none\n")
+        seed_baseline(sl, "127.0.0.0/24")  # its own network, its customers' domains
+        sl.start()
+        code, text = send(sl, rcpts, token())
+        assert code == 250, text
+        # nothing yet: twelve recipients at familiar domains from its own network
+        assert "contain user" not in sl.log_text()
+        x = wait_for(lambda: contained(sl, "login", "acme"), timeout=30, interval=0.3)
+        assert x is not None, sl.log_tail(30)
+        print(f"bounces: login {x['level']}: {x['reason']}")
+        # the bounces come in batches: the reason names the last one and the hour's
+        # signals, all of them failures (12 of 12 recipients bounced)
+        assert x["level"] == "throttle" and x["reason"].startswith("bounces: "), x
+        assert "failures 3.00" in x["reason"] and "domains 0.00" in x["reason"], x
+        assert 'contain user="acme" level=throttle reason="bounces: ' in sl.log_text()
+        # the DSN to alice is sluice's own mail and delivered: it counts for nobody
+        assert peer.wait_messages(1, timeout=20)
+        code, text = send(sl, [f"friend@{CUSTOMERS[1]}"], token())
+        assert code == 451 and "4.7.1" in text and "unusual activity" in text, (code, text)
+    finally:
+        peer.stop()
+
+
+def test_suppressed_recipients_feed_the_failures_signal(sluice_factory):
+    """RCPTs refused by the suppression list (550 5.1.1) count as failures: a login
+    writing to a list of dead addresses is throttled without any delivery."""
+    sl = sluice_factory(start=False, extra_global="max_recipients = 50\n")
+    seed_baseline(sl, "127.0.0.0/24")
+    sl.start()
+    dead = [f"dead{k}@{CUSTOMERS[k]}" for k in range(12)]
+    for a in dead:
+        sl.cli("suppression", "add", "acme", a)
+    c = login(sl)
+    try:
+        code, text = send(sl, [f"ok{k}@{CUSTOMERS[k]}" for k in range(10)], token(), c)
+        assert code == 250, text
+        assert contained(sl, "login", "acme") is None
+        assert c.mail("alice@acme.example")[0] == 250
+        for a in dead:
+            code, text = c.rcpt(a)
+            assert code == 550 and b"5.1.1" in text, (code, text)
+        c.rset()
+    finally:
+        c.quit()
+    x = contained(sl, "login", "acme")
+    assert x is not None and x["level"] == "throttle", (x, sl.log_tail(20))
+    assert "refused recipients" in x["reason"], x

@@ -128,6 +128,8 @@ static void test_msg_make(struct test_msg *t, const char *id, size_t max_data)
 	memset(t, 0, sizeof *t);
 	memcpy(t->m.id, id, SPOOL_ID_LEN + 1);
 	t->m.tenant_id = (int64_t)(k % 1000);
+	/* half the messages come from a login: the optional field */
+	t->m.credential_id = (k & 32) ? (int64_t)(k % 5000) + 1 : 0;
 	t->m.received = 1700000000 + (int64_t)(k % 100000);
 	t->m.flags = (uint32_t)(k & SPOOL_MSG_8BIT);
 	if (k & 16)
@@ -171,7 +173,8 @@ static int loaded_ok(struct spool *s, const char *id, size_t max_data)
 	test_msg_make(&t, id, max_data);
 	if (strcmp(m.id, id) != 0)
 		what = "id";
-	else if (m.tenant_id != t.m.tenant_id || m.received != t.m.received ||
+	else if (m.tenant_id != t.m.tenant_id || m.credential_id != t.m.credential_id ||
+		 m.received != t.m.received ||
 		 (m.flags & SPOOL_MSG_8BIT) != t.m.flags)
 		what = "envelope";
 	else if (strcmp(m.sender, t.m.sender) != 0)
@@ -290,12 +293,16 @@ struct rec_case {
 	int with_reply;    /* MSG, RCPT_STATE */
 	uint32_t index;    /* RCPT_STATE */
 	int held;          /* HOLD */
+	int64_t credential; /* MSG: -1 none, else the login (0: as made) */
 };
 
 static const struct rec_case rec_cases[] = {
 	{.name = "msg", .type = SPOOL_REC_MSG, .max_data = 300},
 	{.name = "msg-empty-data", .type = SPOOL_REC_MSG, .max_data = 0},
 	{.name = "msg-replies", .type = SPOOL_REC_MSG, .max_data = 50, .with_reply = 1},
+	{.name = "msg-login", .type = SPOOL_REC_MSG, .max_data = 20, .credential = 42},
+	{.name = "msg-no-login", .type = SPOOL_REC_MSG, .max_data = 20, .credential = -1},
+	{.name = "msg-login-max", .type = SPOOL_REC_MSG, .max_data = 20, .credential = INT64_MAX},
 	{.name = "rcpt-state", .type = SPOOL_REC_RCPT_STATE, .index = 2, .with_reply = 1},
 	{.name = "rcpt-state-no-reply", .type = SPOOL_REC_RCPT_STATE, .index = 0},
 	{.name = "delete", .type = SPOOL_REC_DELETE},
@@ -311,6 +318,8 @@ static void rec_encode(const struct rec_case *c, struct buf *b, struct test_msg 
 				.next_attempt = -5, .last_reply = "550 5.1.1 no such user"};
 
 	test_msg_make(t, case_id, c->max_data);
+	if (c->credential != 0)
+		t->m.credential_id = c->credential < 0 ? 0 : c->credential;
 	if (c->with_reply) {
 		t->rcpts[0].last_reply = "451 4.7.1 try later";
 		t->rcpts[0].attempts = 3;
@@ -347,6 +356,7 @@ static void rec_check(const struct rec_case *c, const struct spool_record *r,
 	switch (c->type) {
 	case SPOOL_REC_MSG:
 		assert_int_equal(r->tenant_id, t->m.tenant_id);
+		assert_int_equal(r->credential_id, t->m.credential_id);
 		assert_int_equal(r->received, t->m.received);
 		assert_int_equal(r->flags, t->m.flags);
 		assert_int_equal(r->sender.len, strlen(t->m.sender));
@@ -501,6 +511,24 @@ static void test_record_corrupt(void **state)
 		assert_int_equal(spool_record_parse(x.data, x.len, &r, &used, &reason), -1);
 		assert_string_equal(reason, "bad-id");
 		buf_free(&x);
+	}
+	/* the login flag with a zero login: never written, so corrupt */
+	{
+		struct buf x = BUF_INIT;
+		struct test_msg tl;
+		uint32_t crc;
+		size_t cred = 12 + 16 + 8 + 8 + 4; /* header, id, tenant, received, flags */
+		test_msg_make(&tl, case_id, 10);
+		tl.m.credential_id = 7;
+		assert_int_equal(spool_record_encode_msg(&x, &tl.m), 0);
+		assert_int_equal((unsigned char)x.data[cred], 7);
+		memset(x.data + cred, 0, 8);
+		crc = spool_crc32c(0, x.data + 4, x.len - 4 - 8);
+		put32(x.data + x.len - 8, crc);
+		assert_int_equal(spool_record_parse(x.data, x.len, &r, &used, &reason), -1);
+		assert_string_equal(reason, "bad-payload");
+		buf_free(&x);
+		test_msg_free(&tl);
 	}
 	buf_free(&b);
 	test_msg_free(&t);

@@ -3,7 +3,7 @@
  * store, for the tenants' containment score (issue 6, docs/egress.md).
  *
  * sluiced runs without root and cannot read the counters; this command,
- * run as root every minute (etc/systemd/sluice-egress-sample.timer), reads
+ * run as root every minute (etc/sluice-egress-sample.timer), reads
  * them through the nft helper like `egress blocked`, names each source's
  * tenant from the store's networks, and stores the rise since the last
  * sample per tenant (store_egress_sample.c tells how a counter that

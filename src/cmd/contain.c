@@ -182,8 +182,9 @@ static void contain_signals(const struct policy_contain_signals *s, char *out, s
 {
 	snprintf(out, size,
 		 "score %.2f: domains %.2f volume %.2f network %.2f fanout %.2f failures %.2f "
-		 "content %.2f",
-		 s->total, s->domains, s->volume, s->network, s->fanout, s->failures, s->content);
+		 "content %.2f egress %.2f",
+		 s->total, s->domains, s->volume, s->network, s->fanout, s->failures, s->content,
+		 s->egress);
 }
 
 /* A level went up: log it, store it, suspend in the store.  why: the
@@ -227,6 +228,15 @@ static void contain_raised(struct sluiced *d, uint64_t session_id, enum policy_s
 			kind == POLICY_TENANT ? "tenant" : "user", name, err ? err : "?");
 		free(err);
 	}
+}
+
+/* For the other sources of signals (contain_egress.c). */
+void daemon_contain_raised(struct sluiced *d, uint64_t session_id, enum policy_subject_kind kind,
+			   int64_t id, int64_t tenant_id, const char *name,
+			   enum policy_contain_level level, const struct policy_contain_signals *why,
+			   const char *reason)
+{
+	contain_raised(d, session_id, kind, id, tenant_id, name, level, why, reason);
 }
 
 enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,

@@ -64,6 +64,8 @@ struct sluiced {
 	struct deliver_engine *deliver; /* NULL: delivery = off */
 	struct scan *scan;              /* NULL: no content scanners */
 	struct policy_contain *contain; /* containment model (contain.c) */
+	int64_t egress_sample_id;       /* the last egress sample read (contain_egress.c) */
+	int64_t egress_sample_since;    /* and the hour sluiced started in */
 	struct contain_pending *contain_pending; /* bounces on their way to it */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];
@@ -127,6 +129,15 @@ void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenan
 /* Any thread (the delivery thread): a recipient of the sender's mail
  * bounced.  Counted on the main loop soon after. */
 void daemon_contain_bounced(struct sluiced *d, int64_t tenant_id, int64_t credential_id);
+/* A level went up: log it with why (the signals) or reason, store it with
+ * an event, and a suspension in the store too.  session_id 0: none. */
+void daemon_contain_raised(struct sluiced *d, uint64_t session_id, enum policy_subject_kind kind,
+			   int64_t id, int64_t tenant_id, const char *name,
+			   enum policy_contain_level level, const struct policy_contain_signals *why,
+			   const char *reason);
+/* contain_egress.c: the blocked port-25 attempts `sluice egress sample`
+ * stored since the last call, fed to the tenants' scores (usage flush). */
+void daemon_contain_egress(struct sluiced *d);
 /* A scanner found spam or a virus in the sender's message: a signal. */
 void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_id,
 			 const char *tenant, int64_t credential_id, const char *user, int spam,

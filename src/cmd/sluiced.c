@@ -104,6 +104,7 @@ static void usage_flush(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	policy_usage_flush(d->usage, d->store);
 	daemon_contain_save(d);
+	daemon_contain_egress(d);
 }
 
 /* Delivery thread: count the outcome (no I/O); a hard bounce (5.1.x)

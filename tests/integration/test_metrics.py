@@ -323,3 +323,27 @@ def test_containment_changes_counted(sluice_factory):
         L(kind="credential", level="none"): 1}
     assert last.value("sluice_contain_subjects", kind="credential", level="suspend") == 0
     assert_clean_exit(sl)
+
+
+def test_scanner_down_counted(sluice_factory):
+    """clamd down (nothing listens on its port) with scan_fail = closed: the message
+    gets 451 4.3.0, clamd's outcome is counted as failed, the verdict as tempfail and
+    the refusal as scan; nothing else moves."""
+    sl = metrics_sluice(sluice_factory,
+                        extra_global=f"scan_clamd = 127.0.0.1:{free_port()}\n"
+                                     "scan_clamd_timeout = 3s\nscan_fail = closed\n")
+    before = scrape(sl)
+    with smtplib.SMTP("127.0.0.1", sl.ports["submission"], timeout=30) as c:
+        c.starttls(context=client_tls_context())
+        c.login("acme", ACME_PW)
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("alice@acme.example", ["bob@example.org"],
+                       message(token(), rcpt="bob@example.org"))
+        assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.3.0")
+    after = scrape(sl)
+    assert deltas(before, after, "sluice_scan_results_total") == {
+        L(scanner="clamd", outcome="failed"): 1}
+    assert deltas(before, after, "sluice_scan_verdicts_total") == {L(action="tempfail"): 1}
+    assert deltas(before, after, "sluice_smtp_refusals_total") == {L(reason="scan"): 1}
+    assert deltas(before, after, "sluice_smtp_messages_accepted_total") == {}
+    assert_clean_exit(sl)

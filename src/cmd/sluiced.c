@@ -95,6 +95,39 @@ static void listener_accept(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The rates' state to the store (policy_limits_export), with the usage
+ * flush and at exit, so a restart does not give everyone a fresh burst. */
+static void limits_save(struct sluiced *d)
+{
+	struct store_limit_state *rows = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	if (policy_limits_export(d->limits, &rows, &n) < 0) {
+		log_err("limits state-save-failed error=\"out of memory\"");
+		return;
+	}
+	if (n > 0 && store_limit_state_save(d->store, rows, n, util_wall_us(), &err) < 0) {
+		log_err("limits state-save-failed rows=%zu error=\"%s\"", n, err ? err : "?");
+		free(err);
+	}
+	free(rows);
+}
+
+static void limits_load(struct sluiced *d)
+{
+	struct store_limit_state *rows = NULL;
+	size_t n = 0;
+	char *err = NULL;
+
+	if (store_limit_state_load(d->store, util_wall_us(), &rows, &n, &err) < 0)
+		log_fatal("cannot load the rate limits' state error=\"%s\"", err ? err : "?");
+	if (policy_limits_import(d->limits, rows, n) < 0)
+		log_fatal("out of memory at start");
+	free(rows);
+	log_info("limits state loaded rates=%zu", n);
+}
+
 /* Usage counters to the store, every usage_flush_interval. */
 static void usage_flush(evutil_socket_t fd, short what, void *arg)
 {
@@ -103,6 +136,7 @@ static void usage_flush(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	policy_usage_flush(d->usage, d->store);
+	limits_save(d);
 	daemon_contain_save(d);
 	daemon_contain_egress(d);
 }
@@ -351,7 +385,6 @@ int main(int argc, char **argv)
 		log_warn("no tls_cert/tls_key: STARTTLS and AUTH are unavailable");
 	}
 	bind_listeners(&d);
-	daemon_metrics_open(&d); /* metrics_listen too, before the drop */
 	if (control_open(&d, &err) < 0)
 		log_fatal("control socket error=\"%s\"", err);
 	if (pw) {
@@ -394,6 +427,7 @@ int main(int argc, char **argv)
 	d.usage = policy_usage_new();
 	if (d.limits == NULL || d.usage == NULL)
 		log_fatal("out of memory at start");
+	limits_load(&d);
 	if (evthread_use_pthreads() < 0)
 		log_fatal("libevent threads unavailable");
 	d.base = event_base_new();
@@ -417,7 +451,6 @@ int main(int argc, char **argv)
 	event_add(d.sig_term, NULL);
 	event_add(d.sig_int, NULL);
 	event_add(d.sig_hup, NULL);
-	daemon_metrics_start(&d);
 	if (d.control_fd >= 0) {
 		d.control_ev =
 			event_new(d.base, d.control_fd, EV_READ | EV_PERSIST, control_accept, &d);
@@ -462,6 +495,7 @@ int main(int argc, char **argv)
 	session_free_all(&d);
 	/* the last counts: the sessions are gone, delivery has stopped */
 	policy_usage_flush(d.usage, d.store);
+	limits_save(&d);
 	daemon_contain_stop(&d);
 	event_free(d.usage_ev);
 	policy_usage_free(&d.usage);
@@ -485,7 +519,6 @@ int main(int argc, char **argv)
 	store_close(&d.store);
 	if (d.tls)
 		SSL_CTX_free(d.tls);
-	daemon_metrics_stop(&d); /* after the sessions, which count their end */
 	event_base_free(d.base);
 	config_free(&d.cfg);
 	log_info("stopped");

@@ -6,7 +6,9 @@
  * defaults, re-read when the store's generation moves), a GCRA state per
  * rate, and the recipients counted against today's and this month's
  * quotas (read from the usage the store keeps on first use, so a restart
- * forgets nothing that was flushed).
+ * forgets nothing that was flushed).  The rates' GCRA state goes to the
+ * store too (policy_limits_export/import, with the usage flush), so a
+ * restart does not hand everyone a fresh burst.
  *
  * Every function runs on sluiced's loop thread; policy_limits_stats() is
  * for the same thread (containment runs there too).
@@ -36,6 +38,7 @@ struct subject {
 	uint64_t lim[POLICY_LIMIT_COUNT];
 	int64_t generation; /* of the store when lim was read; -1 never */
 	struct util_gcra gcra[RATES];
+	int dirty; /* a rate moved since the last export */
 	int64_t day, month; /* which day and month the quota counts are of; -1 not loaded */
 	struct policy_stats stats;
 };
@@ -304,21 +307,27 @@ static void rates_take(struct subject **subj, int n, int first, int64_t now_us)
 	for (int i = 0; i < n; i++)
 		for (int r = first; r < first + 4; r++)
 			if (subj[i]->lim[r] != 0)
+			{
 				util_gcra_add(
 				    &subj[i]->gcra[r],
 				    util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND,
 				                       subj[i]->lim[r]),
 				    1, now_us);
+				subj[i]->dirty = 1;
+			}
 }
 
 static void rates_refund(struct subject *s, int first, uint32_t cells)
 {
-	for (int r = first; r < first + 4; r++)
-		if (s->lim[r] != 0 && cells > 0)
+	for (int r = first; r < first + 4; r++) {
+		if (s->lim[r] != 0 && cells > 0) {
 			util_gcra_refund(
 			    &s->gcra[r],
 			    util_gcra_interval(rate_period_s[r - first] * US_PER_SECOND, s->lim[r]),
 			    cells);
+			s->dirty = 1;
+		}
+	}
 }
 
 static int size_fits(struct subject **subj, int n, const struct policy_client *c, uint64_t size,
@@ -542,4 +551,54 @@ void policy_limits_count_auth(struct policy_limits *pl, int64_t tenant_id, int64
 			subj[i]->stats.last_new_network = now_s;
 		}
 	}
+}
+
+int policy_limits_export(struct policy_limits *pl, struct store_limit_state **list_r, size_t *n_r)
+{
+	struct store_limit_state *out;
+	size_t n = 0, cap = 0;
+
+	*list_r = NULL;
+	*n_r = 0;
+	for (size_t b = 0; b < SUBJECT_BUCKETS; b++)
+		for (const struct subject *s = pl->buckets[b]; s != NULL; s = s->next)
+			cap += s->dirty ? RATES : 0;
+	if (cap == 0)
+		return 0;
+	if ((out = calloc(cap, sizeof *out)) == NULL)
+		return -1;
+	for (size_t b = 0; b < SUBJECT_BUCKETS; b++) {
+		for (struct subject *s = pl->buckets[b]; s != NULL; s = s->next) {
+			if (!s->dirty)
+				continue;
+			s->dirty = 0;
+			for (int r = 0; r < RATES; r++) {
+				struct store_limit_state *o = &out[n++];
+				o->kind = (int)s->kind;
+				o->subject_id = s->id;
+				snprintf(o->name, sizeof o->name, "%s", policy_limit_name(r));
+				o->tat_us = s->gcra[r].tat_us;
+			}
+		}
+	}
+	*list_r = out;
+	*n_r = n;
+	return 0;
+}
+
+int policy_limits_import(struct policy_limits *pl, const struct store_limit_state *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = policy_limit_from_name(list[i].name);
+		struct subject *s;
+
+		if (r < 0 || r >= RATES || list[i].subject_id <= 0 ||
+		    (list[i].kind != POLICY_TENANT && list[i].kind != POLICY_CREDENTIAL))
+			continue; /* a limit no longer a rate, or a row written by hand */
+		if ((s = subject_get(pl, (enum policy_subject_kind)list[i].kind,
+		                     list[i].subject_id)) == NULL)
+			return -1;
+		s->gcra[r].tat_us = list[i].tat_us;
+	}
+	return 0;
 }

@@ -212,6 +212,12 @@ int policy_limits_stats(const struct policy_limits *pl, enum policy_subject_kind
 /* Count in c's stats a refusal by a check other than the limits (the
  * suppression list...); the limits count their own. */
 void policy_limits_count_refusal(struct policy_limits *pl, const struct policy_client *c);
+/* The rates' state of every subject whose rates moved since the last
+ * export (all its rates, passed ones too, for store_limit_state_save to
+ * drop); *list_r malloc'd, free().  0, -1 out of memory. */
+int policy_limits_export(struct policy_limits *pl, struct store_limit_state **list_r, size_t *n_r);
+/* Rates' state loaded from the store at start.  0, -1 out of memory. */
+int policy_limits_import(struct policy_limits *pl, const struct store_limit_state *list, size_t n);
 
 /* ---- the networks a login may AUTH from (credential.c) ---------------- */
 

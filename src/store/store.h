@@ -403,4 +403,24 @@ int store_egress_sample_add(struct store *st, const struct store_egress_count *c
 int store_egress_sample_list(struct store *st, int64_t after_id, int64_t since, size_t limit,
 			     struct store_egress_sample **list_r, size_t *n_r, char **err_r);
 
+/* ---- rate-limit state (store_limit_state.c) --------------------------------
+ * The GCRA state of the policy's rates per tenant and login, saved by
+ * sluiced with the usage flush and at exit, loaded at start. */
+
+struct store_limit_state {
+	int kind;                      /* 1 tenant, 2 credential */
+	int64_t subject_id;
+	char name[STORE_NAME_MAX + 1]; /* the limit: "messages_per_hour"... */
+	int64_t tat_us;                /* the rate's theoretical arrival time */
+};
+
+/* In one transaction: keep each row whose tat_us is after now_us, drop
+ * the others (a rate back to its full burst), and drop every stored row
+ * whose time has passed. */
+int store_limit_state_save(struct store *st, const struct store_limit_state *rows, size_t n,
+			   int64_t now_us, char **err_r);
+/* The rows whose tat_us is after now_us; *list_r malloc'd, free(). */
+int store_limit_state_load(struct store *st, int64_t now_us, struct store_limit_state **list_r,
+			   size_t *n_r, char **err_r);
+
 #endif

@@ -217,6 +217,19 @@ static const char store_schema_egress_sample[] =
     " sources INTEGER NOT NULL CHECK (sources >= 0));"
     "CREATE INDEX egress_samples_at ON egress_samples (at);";
 
+/* Version 7 (issue 4): the rate limits' GCRA state (store_limit_state.c),
+ * each rate's theoretical arrival time, so a restart does not hand every
+ * tenant and login a fresh burst.  No foreign keys: a subject is a tenant
+ * or a login (kind as in contain_state); rows whose time has passed carry
+ * nothing and are dropped at each save. */
+static const char store_schema_limit_state[] =
+    "CREATE TABLE limit_state ("
+    " kind INTEGER NOT NULL CHECK (kind IN (1, 2)),"
+    " subject_id INTEGER NOT NULL CHECK (subject_id > 0),"
+    " name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    " tat_us INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, subject_id, name));";
+
 const char *const store_migrations[] = {
     store_schema_v1,
     store_schema_dkim,
@@ -224,6 +237,7 @@ const char *const store_migrations[] = {
     store_schema_policy,
     store_schema_contain,
     store_schema_egress_sample,
+    store_schema_limit_state,
 };
 const size_t store_migrations_count = sizeof store_migrations / sizeof store_migrations[0];
 

@@ -114,6 +114,14 @@ int64_t util_wall_seconds(void)
 	return (int64_t)time(NULL);
 }
 
+int64_t util_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void util_rfc5322_date(int64_t t, char *out, size_t size)
 {
 	static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};

@@ -73,6 +73,7 @@ int util_parse_duration(const char *s, uint64_t *seconds_r);
 
 uint64_t util_now_ms(void);      /* CLOCK_MONOTONIC */
 int64_t util_wall_seconds(void); /* CLOCK_REALTIME */
+int64_t util_wall_us(void);      /* CLOCK_REALTIME, microseconds */
 /* RFC 5322 date-time, e.g. "Mon, 23 Nov 2026 19:30:00 +0000". */
 void util_rfc5322_date(int64_t t, char *out, size_t size);
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import smtplib
 import subprocess
+import time
 
 import pytest
 
@@ -97,6 +98,37 @@ def test_message_rate_at_mail_names_limit_and_retry(sluice_factory):
     assert "mail refused" in sl.log_text()
     usage_is(sl, accepted_messages=2, accepted_recipients=2,
              refused__messages_per_minute=1)
+
+
+def test_rate_state_survives_restart_and_kill(sluice_factory):
+    """messages_per_hour = 2, both used: neither a clean restart nor a kill -9 after
+    the next usage flush hands the tenant a fresh burst; the MAIL after each start
+    still gets 451 4.7.1 naming the limit, with a wait of about half an hour."""
+    sl = policy_sluice(sluice_factory)
+    sl.cli("limit", "set", "acme", "messages_per_hour=2")
+    with session(sl, "submission") as c:
+        for _ in range(2):
+            mail, rr, data = send_one(c, ["bob@example.org"])
+            assert data.code == 250, c.transcript_text()
+    for how in ("stop", "kill9"):
+        if how == "stop":
+            assert sl.stop() == 0
+        else:
+            time.sleep(1.5)  # a usage flush (1 s) saves the rates' state
+            sl.kill9()
+        sl.start()
+        assert "limits state loaded rates=" in sl.log_text()
+        with session(sl, "submission") as c:
+            r = c.cmd("MAIL FROM:<alice@acme.example>")
+        assert r.code == 451 and r.enhanced == "4.7.1", (how, r)
+        assert "messages_per_hour" in r.text, r.text
+        m = re.search(r"retry in (\d+)s", r.text)
+        assert m and 1500 <= int(m.group(1)) <= 1800, (how, r.text)
+    # the operator lifts the limit: the stored state no longer matters
+    sl.cli("limit", "set", "acme", "messages_per_hour=0")
+    with session(sl, "submission") as c:
+        mail, rr, data = send_one(c, ["bob@example.org"])
+        assert data.code == 250, c.transcript_text()
 
 
 def test_recipient_rate_counts_each_recipient(sluice_factory):

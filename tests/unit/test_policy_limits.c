@@ -143,6 +143,58 @@ static void test_rate_windows(void **state)
 	}
 }
 
+/* The rates' state survives a restart through the store: a tenant that
+ * used its burst finds it used in a new policy_limits, not fresh; the
+ * state of a login apart; nothing exported when nothing moved. */
+static void test_state_restart(void **state)
+{
+	struct fixture *f = *state;
+	struct store_limit_state *rows = NULL;
+	struct policy_verdict v;
+	const char *reason;
+	size_t n = 0;
+	char *err = NULL;
+	int64_t now = T0;
+
+	assert_int_equal(policy_limits_export(f->pl, &rows, &n), 0);
+	assert_int_equal(n, 0);
+	set_limit(f, f->acme, 0, "messages_per_hour", 3);
+	set_limit(f, 0, f->app2, "messages_per_minute", 1);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(mail(f, &f->c1, now, &v, &reason), 250);
+	assert_int_equal(mail(f, &f->c2, now, &v, &reason), 451); /* the tenant's */
+	/* the tenant's rates moved, all eight go out; app1 has none of its own */
+	assert_int_equal(policy_limits_export(f->pl, &rows, &n), 0);
+	assert_int_equal(n, 8);
+	assert_int_equal(store_limit_state_save(f->st, rows, n, now, &err), 0);
+	free(rows);
+	assert_int_equal(policy_limits_export(f->pl, &rows, &n), 0);
+	assert_int_equal(n, 0); /* saved: nothing new */
+	/* "restart" one second later */
+	policy_limits_free(&f->pl);
+	assert_non_null(f->pl = policy_limits_new(NULL));
+	assert_int_equal(store_limit_state_load(f->st, now + S, &rows, &n, &err), 0);
+	assert_true(n >= 1);
+	assert_int_equal(policy_limits_import(f->pl, rows, n), 0);
+	free(rows);
+	assert_int_equal(mail(f, &f->c1, now + S, &v, &reason), 451);
+	assert_string_equal(reason, "messages_per_hour");
+	/* the state carried is the real one: one interval (20 min) frees one */
+	assert_int_equal(mail(f, &f->c1, now + 1200 * S, &v, &reason), 250);
+	assert_int_equal(mail(f, &f->c1, now + 1200 * S, &v, &reason), 451);
+	/* without the import (the old behaviour) the burst would be fresh */
+	policy_limits_free(&f->pl);
+	assert_non_null(f->pl = policy_limits_new(NULL));
+	assert_int_equal(mail(f, &f->c1, now + S, &v, &reason), 250);
+	/* rows for an unknown limit or a bad subject are skipped */
+	{
+		struct store_limit_state odd[2] = {
+		    {.kind = 1, .subject_id = 1, .name = "max_message_size", .tat_us = now * 2},
+		    {.kind = 9, .subject_id = 1, .name = "messages_per_hour", .tat_us = now * 2}};
+		assert_int_equal(policy_limits_import(f->pl, odd, 2), 0);
+	}
+}
+
 /* Over a long run the rate holds at every scale: never more than N plus
  * the burst in any period. */
 static void test_rate_smooth(void **state)
@@ -525,6 +577,7 @@ int main(void)
 	    cmocka_unit_test(test_gcra_cells),
 	    cmocka_unit_test_setup_teardown(test_rate_windows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rate_smooth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_restart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_quotas, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_per_credential, setup, teardown),

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store/store_int.h"
 
 struct fixture {
 	char dir[64];
@@ -317,6 +318,106 @@ static void test_migrates_v1(void **state)
 	free(l);
 }
 
+/* Rate states: kept while their time is ahead, dropped when a save says
+ * it passed and at every save once it has; bad rows refused whole. */
+static void test_limit_state(void **state)
+{
+	struct fixture *f = *state;
+	struct store_limit_state rows[3] = {
+	    {.kind = 1, .subject_id = 0, .name = "messages_per_hour", .tat_us = 5000},
+	    {.kind = 2, .subject_id = 0, .name = "recipients_per_day", .tat_us = 9000},
+	    {.kind = 2, .subject_id = 0, .name = "messages_per_second", .tat_us = 100},
+	};
+	struct store_limit_state *list = NULL, bad;
+	size_t n = 0;
+	char *err = NULL;
+
+	open_store(f);
+	rows[0].subject_id = f->acme;
+	rows[1].subject_id = rows[2].subject_id = f->cred;
+	/* at 1000: the third has passed, so it is not kept */
+	assert_int_equal(store_limit_state_save(f->st, rows, 3, 1000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->st, 1000, &list, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(list[0].kind, 1);
+	assert_int_equal(list[0].subject_id, f->acme);
+	assert_string_equal(list[0].name, "messages_per_hour");
+	assert_int_equal(list[0].tat_us, 5000);
+	assert_string_equal(list[1].name, "recipients_per_day");
+	assert_int_equal(list[1].tat_us, 9000);
+	free(list);
+	/* loading later: only what is still ahead */
+	assert_int_equal(store_limit_state_load(f->st, 6000, &list, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].name, "recipients_per_day");
+	free(list);
+	/* a save that says a rate is back to its burst drops it; an update
+	 * replaces; a save at 9500 drops the passed ones of everyone */
+	rows[0].tat_us = 900;
+	rows[1].tat_us = 20000;
+	assert_int_equal(store_limit_state_save(f->st, rows, 2, 1000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].tat_us, 20000);
+	free(list);
+	assert_int_equal(store_limit_state_save(f->st, NULL, 0, 30000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	/* bad rows: nothing of the save is written */
+	rows[1].tat_us = 50000;
+	bad = rows[1];
+	bad.kind = 3;
+	{
+		struct store_limit_state two[2] = {rows[1], bad};
+		assert_int_equal(store_limit_state_save(f->st, two, 2, 1000, &err), -1);
+		assert_non_null(err);
+		free(err);
+		err = NULL;
+		two[1] = rows[1];
+		two[1].name[0] = '\0';
+		assert_int_equal(store_limit_state_save(f->st, two, 2, 1000, &err), -1);
+		free(err);
+		err = NULL;
+	}
+	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(list);
+}
+
+/* A file of the schema before rate states (version 6) migrates and
+ * takes them. */
+static void test_migrates_v6(void **state)
+{
+	struct fixture *f = *state;
+	struct store_limit_state row = {.kind = 1, .subject_id = 1, .name = "messages_per_minute",
+	                                .tat_us = 777};
+	struct store_limit_state *list = NULL;
+	struct store_tenant t;
+	size_t n = 0;
+	char *err = NULL;
+	sqlite3 *db;
+
+	assert_true(store_migrations_count >= 7);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
+	                              "PRAGMA user_version = 6;",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	if (store_open(f->uri, &f->st, &err) != 0)
+		fail_msg("store_open: %s", err ? err : "?");
+	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
+	assert_int_equal(store_limit_state_save(f->st, &row, 1, 1, &err), 0);
+	assert_int_equal(store_limit_state_load(f->st, 1, &list, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0].tat_us, 777);
+	free(list);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +426,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_suppressions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrates_v1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_limit_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrates_v6, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

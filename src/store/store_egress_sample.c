@@ -132,7 +132,8 @@ int store_egress_sample_add(struct store *st, const struct store_egress_count *c
 		store_dberr(st, err_r, "dropping egress counters");
 		goto fail;
 	}
-	qsort(rises, nrises, sizeof *rises, sample_rise_cmp);
+	if (nrises > 1) /* qsort wants an array, even of none */
+		qsort(rises, nrises, sizeof *rises, sample_rise_cmp);
 	for (size_t i = 0, j; i < nrises; i = j) {
 		uint64_t attempts = 0;
 		for (j = i; j < nrises && rises[j].tenant_id == rises[i].tenant_id; j++)

@@ -8,6 +8,8 @@ pkgs=(
 	libnftables-dev nftables
 	openssl sqlite3 python3 python3-pytest python3-pytest-timeout swaks libnet-ssleay-perl libio-socket-ssl-perl curl msmtp postfix iproute2 procps
 	nsd ldnsutils python3-aiosmtpd python3-dnspython dns-root-data python3-dkim python3-nacl
+	# Prometheus' own text-format parser reads /metrics in tests/integration/test_metrics.py
+	python3-prometheus-client
 	# the real scanners tests/integration/test_scan.py starts with configs of its own
 	clamav-daemon rspamd
 )

@@ -139,6 +139,7 @@ static void contain_cleared(struct sluiced *d, enum policy_subject_kind kind, in
 		return;
 	if (store_contain_get(d->store, kind, id, &st, &err) == STORE_NOTFOUND) {
 		policy_contain_release(d->contain, kind, id);
+		daemon_metrics_contain(d->metrics, kind, POLICY_CONTAIN_NONE);
 		log_info("contain released %s=%lld by=operator",
 			 kind == POLICY_TENANT ? "tenant_id" : "credential_id", (long long)id);
 	}
@@ -214,6 +215,7 @@ static void contain_raised(struct sluiced *d, uint64_t session_id, enum policy_s
 	st.subject_id = id;
 	st.tenant_id = tenant_id;
 	st.level = (int)level;
+	daemon_metrics_contain(d->metrics, kind, level);
 	snprintf(st.by, sizeof st.by, "sluiced");
 	if (store_contain_set(d->store, &st, &err) < 0) {
 		log_err("contain store-failed error=\"%s\"", err ? err : "?");

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "auth/auth.h"
+#include "cmd/metrics.h"
 #include "deliver/deliver.h"
 #include "net/net.h"
 #include "policy/policy.h"
@@ -45,6 +46,7 @@ struct daemon_completion {
 };
 
 struct ip_count;
+struct metrics_http;
 struct contain_pending;
 
 struct sluiced {
@@ -66,6 +68,8 @@ struct sluiced {
 	struct policy_contain *contain; /* containment model (contain.c) */
 	int64_t egress_sample_id;       /* the last egress sample read (contain_egress.c) */
 	int64_t egress_sample_since;    /* and the hour sluiced started in */
+	struct daemon_metrics *metrics; /* counters (metrics.h); never NULL once started */
+	struct metrics_http *metrics_http; /* NULL: no metrics_listen */
 	struct contain_pending *contain_pending; /* bounces on their way to it */
 
 	struct daemon_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRS];

@@ -161,6 +161,7 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	d->nsessions--;
+	daemon_metrics_session(d->metrics, s->listener->cfg, 0);
 	if (d->stopping && d->nsessions == 0)
 		event_base_loopbreak(d->base);
 	if (s->ip_counted)
@@ -271,6 +272,7 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 	    strcmp(ev->u.auth.authzid, user) != 0) {
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=authzid",
 			 (unsigned long long)s->id, s->addr, user);
+		daemon_metrics_auth(d->metrics, "authzid");
 		smtp_server_decide(s->smtp, 535, "5.7.8",
 				   "Authorization identity must be empty or the user name");
 		return;
@@ -279,12 +281,14 @@ static void session_auth(struct session *s, const struct smtp_server_event *ev)
 	case AUTH_LIMIT_IP:
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=ip-limit",
 			 (unsigned long long)s->id, s->addr, user);
+		daemon_metrics_auth(d->metrics, "rate-limit");
 		smtp_server_decide(s->smtp, 421, "4.7.0",
 				   "Too many failed logins from your address, try again later");
 		return;
 	case AUTH_LIMIT_USER:
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=user-limit",
 			 (unsigned long long)s->id, s->addr, user);
+		daemon_metrics_auth(d->metrics, "rate-limit");
 		smtp_server_decide(s->smtp, 454, "4.7.0",
 				   "Too many failed logins for this user, try again later");
 		return;
@@ -356,6 +360,7 @@ static void session_auth_finish(struct session *s, int ok)
 		auth_limiter_fail(d->auth_limiter, s->addr, s->auth_user, now);
 		log_warn("session=%016llx auth failed client=%s user=\"%s\"",
 			 (unsigned long long)s->id, s->addr, s->auth_user);
+		daemon_metrics_auth(d->metrics, "credentials");
 		s->tenant_id = 0;
 		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
 		goto out;
@@ -371,6 +376,7 @@ static void session_auth_finish(struct session *s, int ok)
 		struct store_tenant t;
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=suspended",
 			 (unsigned long long)s->id, s->addr, user);
+		daemon_metrics_auth(d->metrics, "suspended");
 		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0)
 			free(err);
 		s->tenant_id = 0;
@@ -394,6 +400,7 @@ static void session_auth_finish(struct session *s, int ok)
 	auth_limiter_success(d->auth_limiter, user);
 	log_info("session=%016llx auth ok client=%s user=\"%s\" tenant=%s",
 		 (unsigned long long)s->id, s->addr, user, s->tenant);
+	daemon_metrics_auth(d->metrics, NULL);
 	smtp_server_decide(s->smtp, 235, "2.7.0", "Authentication successful");
 out:
 	if (s->auth_password) {
@@ -428,6 +435,7 @@ static int64_t session_now_us(void)
 /* Count a refusal in the tenant's usage (refused:REASON). */
 static void session_refused(struct session *s, const char *reason)
 {
+	daemon_metrics_refused(s->d->metrics, reason);
 	policy_usage_refused(s->d->usage, s->tenant_id, s->credential_id, reason,
 			     util_wall_seconds());
 }
@@ -458,6 +466,7 @@ static int session_auth_network(struct session *s, const struct store_credential
 		log_warn("session=%016llx auth refused client=%s user=\"%s\" "
 			 "reason=outside-bound-networks",
 			 (unsigned long long)s->id, s->addr, cred->username);
+		daemon_metrics_auth(d->metrics, "network");
 		auth_limiter_fail(d->auth_limiter, s->addr, cred->username, util_wall_seconds());
 		s->tenant_id = 0;
 		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
@@ -624,6 +633,7 @@ static int session_data_headers(struct session *s, const struct smtp_server_even
 		return 0;
 	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
 		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
+	s->data_refusal = reason; /* static */
 	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
 	return -1;
 }
@@ -667,6 +677,7 @@ static void session_scan_done(void *ctx, const struct scan_verdict *v)
 	}
 	daemon_contain_scan(s->d, s->id, s->tenant_id, s->tenant, s->credential_id, s->auth_user,
 			    spam, virus);
+	daemon_metrics_scan(s->d->metrics, v);
 	s->scan = NULL; /* the job is gone */
 	s->wait = WAIT_NONE;
 	if (s->dead) {
@@ -748,6 +759,7 @@ static int session_scan(struct session *s, const struct smtp_server_event *ev)
 		 s->scan_id, (unsigned long long)s->id, s->addr, s->tenant, s->scan_code,
 		 s->scan_reason, s->scan_text);
 	s->scan_id[0] = '\0';
+	s->data_refusal = "scan";
 	smtp_server_decide(s->smtp, s->scan_code, s->scan_enhanced, "%s", s->scan_text);
 	return 0;
 }
@@ -888,6 +900,7 @@ static void session_limits_done(struct session *s, int queued)
 		return;
 	}
 	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_messages", 1, now);
+	daemon_metrics_accepted(d->metrics, s->txn.rcpts);
 	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_recipients",
 			   s->txn.rcpts, now);
 	policy_limits_commit(d->limits, &s->txn);
@@ -1106,6 +1119,7 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 		d->sessions->prev = s;
 	d->sessions = s;
 	d->nsessions++;
+	daemon_metrics_session(d->metrics, lc, 1);
 
 	log_info("session=%016llx connect client=%s listener=%s", (unsigned long long)s->id,
 		 s->addr, lc->name);
@@ -1114,9 +1128,11 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 	if (limit > 0)
 		s->ip_counted = 1;
 	if (d->nsessions > d->cfg.max_connections) {
+		daemon_metrics_refused(d->metrics, "connections");
 		s->refused = 1;
 		smtp_server_refuse(s->smtp, 421, "4.3.2", "Too many connections, try again later");
 	} else if (limit <= 0) {
+		daemon_metrics_refused(d->metrics, "connections-per-ip");
 		s->refused = 1;
 		smtp_server_refuse(s->smtp, 421, "4.7.0",
 				   "Too many connections from your address, try again later");
@@ -1129,6 +1145,7 @@ void session_accept(struct sluiced *d, struct daemon_listener *l, int fd,
 		if (!policy_networks_match(d->networks, (const struct sockaddr *)ss, &tenant_id)) {
 			log_info("session=%016llx refused client=%s reason=untrusted-network",
 				 (unsigned long long)s->id, s->addr);
+			daemon_metrics_refused(d->metrics, "relay-denied");
 			s->refused = 1;
 			smtp_server_refuse(s->smtp, 554, "5.7.1",
 					   "Relay access from your address is not allowed; "
@@ -1176,6 +1193,7 @@ static void session_greet(struct session *s)
 	if (n > 0) {
 		log_info("session=%016llx refused client=%s reason=pregreet",
 			 (unsigned long long)s->id, s->addr);
+		daemon_metrics_refused(s->d->metrics, "pregreet");
 		smtp_server_refuse(s->smtp, 554, "5.5.0",
 				   "Protocol error: input before the greeting");
 	} else {

@@ -58,6 +58,7 @@ struct signer {
 	int stopping;
 	pthread_t threads[SIGNER_THREADS_MAX];
 	size_t nthreads;
+	uint64_t made[SIGNER_KEYS_PER_DOMAIN], failed; /* __atomic: signer_stats() */
 };
 
 /* ---- key snapshots ----------------------------------------------------------- */
@@ -232,8 +233,26 @@ static void signer_job_free(struct signer_job *j)
 	free(j);
 }
 
+/* j was signed with every key of its domain (signer_sign_keys() signs
+ * with all or none): count them. */
+static void signer_count(struct signer *s, const struct signer_job *j)
+{
+	const struct signer_domain *d = signer_find(j->keys, j->domain);
+
+	for (size_t a = 0; d != NULL && a < SIGNER_KEYS_PER_DOMAIN; a++)
+		if (d->k[a].key != NULL)
+			__atomic_add_fetch(&s->made[a], 1, __ATOMIC_RELAXED);
+}
+
+void signer_stats(struct signer *s, struct signer_stats *r)
+{
+	r->rsa = __atomic_load_n(&s->made[0], __ATOMIC_RELAXED);
+	r->ed25519 = __atomic_load_n(&s->made[1], __ATOMIC_RELAXED);
+	r->failed = __atomic_load_n(&s->failed, __ATOMIC_RELAXED);
+}
+
 /* On a pool thread: sign (or not), put the signatures on top, spool. */
-static void signer_job_run(struct signer_job *j)
+static void signer_job_run(struct signer *s, struct signer_job *j)
 {
 	struct buf out = BUF_INIT;
 	const char *why = "?";
@@ -244,14 +263,17 @@ static void signer_job_run(struct signer_job *j)
 	                     used, &why);
 	if (n > 0 && buf_append(&out, j->msg.data, j->msg.len) == 0) {
 		log_info("queue=%s dkim=signed domain=%s selectors=%s", j->m.id, j->domain, used);
+		signer_count(s, j);
 		buf_free(&j->msg);
 		j->msg = out;
 	} else {
-		if (n == 0)
+		if (n == 0) {
 			log_info("queue=%s dkim=none domain=%s reason=no-keys", j->m.id, j->domain);
-		else
+		} else {
 			log_warn("queue=%s dkim=failed domain=%s reason=\"%s\"", j->m.id, j->domain,
 			         n < 0 ? why : "out of memory");
+			__atomic_add_fetch(&s->failed, 1, __ATOMIC_RELAXED);
+		}
 		buf_free(&out);
 	}
 	j->m.data = j->msg.data;
@@ -282,7 +304,7 @@ static void *signer_thread(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		if (j == NULL)
 			return NULL; /* stopping, queue drained */
-		signer_job_run(j);
+		signer_job_run(s, j);
 	}
 }
 

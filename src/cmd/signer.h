@@ -49,6 +49,13 @@ int signer_has_keys(const struct signer *s, const char *domain);
 int signer_submit(struct signer *s, const char *domain, struct spool *spool,
                   const struct spool_message *m, struct buf *msg, spool_done_cb *cb, void *ctx);
 
+/* What the pool did since start; any thread. */
+struct signer_stats {
+	uint64_t rsa, ed25519; /* signatures made, per algorithm */
+	uint64_t failed;       /* messages spooled unsigned: signing failed */
+};
+void signer_stats(struct signer *s, struct signer_stats *r);
+
 /* The signatures of msg for domain from the current keys, appended to
  * sigs_out; the number made (0: no keys), or -1 with *why_r.  Synchronous:
  * for tests and benchmarks. */

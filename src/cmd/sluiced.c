@@ -385,6 +385,7 @@ int main(int argc, char **argv)
 		log_warn("no tls_cert/tls_key: STARTTLS and AUTH are unavailable");
 	}
 	bind_listeners(&d);
+	daemon_metrics_open(&d); /* metrics_listen too, before the drop */
 	if (control_open(&d, &err) < 0)
 		log_fatal("control socket error=\"%s\"", err);
 	if (pw) {
@@ -451,6 +452,7 @@ int main(int argc, char **argv)
 	event_add(d.sig_term, NULL);
 	event_add(d.sig_int, NULL);
 	event_add(d.sig_hup, NULL);
+	daemon_metrics_start(&d);
 	if (d.control_fd >= 0) {
 		d.control_ev =
 			event_new(d.base, d.control_fd, EV_READ | EV_PERSIST, control_accept, &d);
@@ -519,6 +521,7 @@ int main(int argc, char **argv)
 	store_close(&d.store);
 	if (d.tls)
 		SSL_CTX_free(d.tls);
+	daemon_metrics_stop(&d); /* after the sessions, which count their end */
 	event_base_free(d.base);
 	config_free(&d.cfg);
 	log_info("stopped");

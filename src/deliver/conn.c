@@ -120,7 +120,7 @@ static void dl_conn_finish(struct dl_conn *c)
 	if (c->next)
 		c->next->prevp = c->prevp;
 	sched_conn_close(e->sched, &c->sc);
-	e->nconns--;
+	__atomic_sub_fetch(&e->nconns, 1, __ATOMIC_RELAXED); /* deliver_engine_stats() reads it */
 	free(c->targets);
 	free(c->rcpt_ptrs);
 	free(c);
@@ -825,7 +825,7 @@ void dl_conn_open(struct deliver_engine *e, struct sched_conn *sc, struct dl_job
 		c->next->prevp = &c->next;
 	e->conns = c;
 	c->prevp = &e->conns;
-	e->nconns++;
+	__atomic_add_fetch(&e->nconns, 1, __ATOMIC_RELAXED);
 	if (dl_resolve(e, c->dest, c->route, dl_conn_resolved, c, &c->resolve_id) < 0) {
 		dl_reply_set(&c->fail, 451, "4.4.3", "cannot resolve %s",
 			    c->route ? c->route->host : c->dest);

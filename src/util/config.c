@@ -222,6 +222,8 @@ static int global_key(struct sluice_config *cfg, const char *dir, const char *k,
 		return set_path(&cfg->tls_key, dir, v);
 	if (strcmp(k, "control_socket") == 0)
 		return set_path(&cfg->control_socket, dir, v);
+	if (strcmp(k, "metrics_listen") == 0) /* parsed (net/) and bound by sluiced */
+		return config_set_str(&cfg->metrics_listen, v);
 	if (strcmp(k, "log") == 0) {
 		if (strcmp(v, "stderr") == 0)
 			cfg->log_syslog = 0;
@@ -406,6 +408,7 @@ void config_free(struct sluice_config *cfg)
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	free(cfg->control_socket);
+	free(cfg->metrics_listen);
 	for (size_t i = 0; i < cfg->nlisteners; i++)
 		for (size_t j = 0; j < cfg->listeners[i].naddrs; j++)
 			free(cfg->listeners[i].addrs[j]);

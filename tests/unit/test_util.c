@@ -113,6 +113,7 @@ static void test_config_good(void **state)
 			       "spool_dir = /abs/spool\n"
 			       "max_message_size = 10m\n"
 			       "timeout_command = 2m\n"
+			       "metrics_listen = [::1]:9325\n"
 			       "[listener relay]\n"
 			       "listen = 127.0.0.1:25, [::1]:25\n"
 			       "greet_pause = 300ms\n"
@@ -130,6 +131,7 @@ static void test_config_good(void **state)
 	assert_string_equal(cfg.spool_dir, "/abs/spool");
 	assert_int_equal(cfg.max_message_size, 10 << 20);
 	assert_int_equal(cfg.timeout_command, 120);
+	assert_string_equal(cfg.metrics_listen, "[::1]:9325"); /* parsed by sluiced (net/) */
 	assert_int_equal(cfg.max_recipients, 100);
 	assert_int_equal(cfg.nlisteners, 3);
 	assert_int_equal(cfg.listeners[0].greet_pause_ms, 300);
@@ -205,6 +207,7 @@ static void test_config_delivery(void **state)
 	config_defaults(&cfg);
 	assert_int_equal(config_load(path, &cfg, &err), 0);
 	assert_null(config_route_find(&cfg.delivery, "example.com"));
+	assert_null(cfg.metrics_listen); /* no endpoint unless asked */
 	assert_string_equal(cfg.delivery.retry_schedule, "5m,10m,20m,40m,1h,2h,4h");
 	assert_int_equal(cfg.delivery.mx_port, 25);
 	assert_int_equal(cfg.delivery.max_queue_lifetime, 5 * 86400);

@@ -705,6 +705,7 @@ def test_blocked_attempts_feed_the_tenants_containment(net):
     assert replies[1][0] == 451 and "4.7.1" in replies[1][1], replies
     # paced as told, 10 recipients a message: the hour's volume joins the egress
     # signal and the tenant is held
+    time.sleep(1.5)
     replies = relay_mail(net, BOTS[1], 4, 10, 1.2)
     assert all(code == 250 for code, _ in replies), replies
     c = contained(net, "bot")

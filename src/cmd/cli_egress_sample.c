@@ -41,7 +41,8 @@ int cli_egress_sample_store(struct cli *cli, const struct egress_status *st, int
 		n++;
 	}
 	/* the id before, to print what this sample wrote */
-	if ((rc = store_egress_sample_list(cli->store, 0, now, SIZE_MAX, &rows, &nrows, &err)) != 0) {
+	if ((rc = store_egress_sample_list(cli->store, 0, now, SIZE_MAX, &rows, &nrows, &err)) !=
+	    0) {
 		free(counts);
 		return cli_store_error(rc, &err, "reading egress samples");
 	}
@@ -54,12 +55,13 @@ int cli_egress_sample_store(struct cli *cli, const struct egress_status *st, int
 		return cli_store_error(rc, &err, "storing the egress sample");
 	if (quiet)
 		return CLI_EXIT_OK;
-	printf("%zu blocked source%s read%s; %zu tenant%s with new attempts\n", n, n == 1 ? "" : "s",
-	       st->present ? "" : " (table not loaded)", nsamples, nsamples == 1 ? "" : "s");
+	printf("%zu blocked source%s read%s; %zu tenant%s with new attempts\n", n,
+	       n == 1 ? "" : "s", st->present ? "" : " (table not loaded)", nsamples,
+	       nsamples == 1 ? "" : "s");
 	if (nsamples == 0)
 		return CLI_EXIT_OK;
-	if ((rc = store_egress_sample_list(cli->store, last, now, SIZE_MAX, &rows, &nrows,
-					   &err)) != 0)
+	if ((rc = store_egress_sample_list(cli->store, last, now, SIZE_MAX, &rows, &nrows, &err)) !=
+	    0)
 		return cli_store_error(rc, &err, "reading egress samples");
 	for (size_t i = 0; i < nrows; i++)
 		printf("  %-40s %10" PRIu64 " attempts from %" PRIu32 " address%s\n",

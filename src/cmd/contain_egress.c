@@ -30,7 +30,7 @@ void daemon_contain_egress(struct sluiced *d)
 	if (d->egress_sample_since == 0)
 		d->egress_sample_since = now - now % 3600;
 	if (store_egress_sample_list(d->store, d->egress_sample_id, d->egress_sample_since,
-				     CONTAIN_EGRESS_ROWS, &rows, &n, &err) != 0) {
+	                             CONTAIN_EGRESS_ROWS, &rows, &n, &err) != 0) {
 		log_err("contain egress-read-failed error=\"%s\"", err ? err : "?");
 		free(err);
 		return;
@@ -41,15 +41,16 @@ void daemon_contain_egress(struct sluiced *d)
 
 		d->egress_sample_id = x->id;
 		before = policy_contain_level(d->contain, POLICY_TENANT, x->tenant_id, now);
-		after = policy_contain_blocked(d->contain, x->tenant_id, x->attempts, x->sources, now,
-					       &sig);
-		log_info("contain egress tenant=\"%s\" blocked=%llu sources=%u score=%.2f egress=%.2f "
-			 "level=%s",
-			 x->tenant, (unsigned long long)x->attempts, (unsigned)x->sources, sig.total,
-			 sig.egress, policy_contain_level_name(after));
+		after = policy_contain_blocked(d->contain, x->tenant_id, x->attempts, x->sources,
+		                               now, &sig);
+		log_info(
+		    "contain egress tenant=\"%s\" blocked=%llu sources=%u score=%.2f egress=%.2f "
+		    "level=%s",
+		    x->tenant, (unsigned long long)x->attempts, (unsigned)x->sources, sig.total,
+		    sig.egress, policy_contain_level_name(after));
 		if (after > before)
 			daemon_contain_raised(d, 0, POLICY_TENANT, x->tenant_id, x->tenant_id,
-					      x->tenant, after, &sig, NULL);
+			                      x->tenant, after, &sig, NULL);
 	}
 	free(rows);
 }

@@ -52,7 +52,7 @@ static int sample_rise_cmp(const void *a, const void *b)
 
 /* The rise of one source since its last count; writes its new count. */
 static int sample_source(struct store *st, const struct store_egress_count *c, int64_t at,
-			 uint64_t *rise_r, char **err_r)
+                         uint64_t *rise_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_counter_get, err_r);
 	int64_t packets = c->packets > INT64_MAX ? INT64_MAX : (int64_t)c->packets;
@@ -83,7 +83,7 @@ static int sample_source(struct store *st, const struct store_egress_count *c, i
 }
 
 static int sample_write(struct store *st, int64_t at, int64_t tenant_id, uint64_t attempts,
-			uint32_t sources, char **err_r)
+                        uint32_t sources, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_sample_add, err_r);
 
@@ -97,7 +97,7 @@ static int sample_write(struct store *st, int64_t at, int64_t tenant_id, uint64_
 }
 
 int store_egress_sample_add(struct store *st, const struct store_egress_count *counts, size_t n,
-			    int64_t at, size_t *nsamples_r, char **err_r)
+                            int64_t at, size_t *nsamples_r, char **err_r)
 {
 	struct sample_rise *rises = NULL;
 	sqlite3_stmt *s;
@@ -138,7 +138,8 @@ int store_egress_sample_add(struct store *st, const struct store_egress_count *c
 		uint64_t attempts = 0;
 		for (j = i; j < nrises && rises[j].tenant_id == rises[i].tenant_id; j++)
 			attempts += rises[j].rise;
-		if (sample_write(st, at, rises[i].tenant_id, attempts, (uint32_t)(j - i), err_r) < 0)
+		if (sample_write(st, at, rises[i].tenant_id, attempts, (uint32_t)(j - i), err_r) <
+		    0)
 			goto fail;
 		nsamples++;
 	}
@@ -176,7 +177,7 @@ static int sample_row(sqlite3_stmt *s, void *item)
 }
 
 int store_egress_sample_list(struct store *st, int64_t after_id, int64_t since, size_t limit,
-			     struct store_egress_sample **list_r, size_t *n_r, char **err_r)
+                             struct store_egress_sample **list_r, size_t *n_r, char **err_r)
 {
 	sqlite3_stmt *s = store_sql_stmt(st, sql_sample_list, err_r);
 
@@ -188,5 +189,5 @@ int store_egress_sample_list(struct store *st, int64_t after_id, int64_t since, 
 	    store_bind_int(s, 3, limit > INT64_MAX ? INT64_MAX : (int64_t)limit) < 0)
 		return store_dberr(st, err_r, "listing egress samples");
 	return store_get_all(st, s, sample_row, sizeof **list_r, (void **)list_r, n_r,
-			     "listing egress samples", err_r);
+	                     "listing egress samples", err_r);
 }

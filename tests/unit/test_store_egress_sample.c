@@ -218,12 +218,13 @@ static void test_migrates_v5(void **state)
 	assert_true(store_migrations_count >= 6);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	for (size_t i = 0; i < 5; i++)
-		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL),
+		                 SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO tenants (id, name, suspended, created)"
-				      " VALUES (1, 'old', 0, 1); PRAGMA user_version = 5;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
+	                              "INSERT INTO tenants (id, name, suspended, created)"
+	                              " VALUES (1, 'old', 0, 1); PRAGMA user_version = 5;",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
 	sqlite3_close(db);
 	if (store_open(f->uri, &f->st, &err) != 0)
 		fail_msg("store_open: %s", err ? err : "?");

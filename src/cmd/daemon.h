@@ -137,8 +137,8 @@ void daemon_contain_bounced(struct sluiced *d, int64_t tenant_id, int64_t creden
  * an event, and a suspension in the store too.  session_id 0: none. */
 void daemon_contain_raised(struct sluiced *d, uint64_t session_id, enum policy_subject_kind kind,
 			   int64_t id, int64_t tenant_id, const char *name,
-			   enum policy_contain_level level, const struct policy_contain_signals *why,
-			   const char *reason);
+			   enum policy_contain_level level,
+			   const struct policy_contain_signals *why, const char *reason);
 /* contain_egress.c: the blocked port-25 attempts `sluice egress sample`
  * stored since the last call, fed to the tenants' scores (usage flush). */
 void daemon_contain_egress(struct sluiced *d);

@@ -390,7 +390,8 @@ static void test_egress_blocked(void **state)
 	/* a login's own judgement does not see its tenant's blocks */
 	policy_contain_auth(pc, 4, 41, 0, 0, t);
 	policy_contain_blocked(pc, 4, 100000, 50, t, NULL);
-	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 41, t + 1), POLICY_CONTAIN_NONE);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 41, t + 1),
+			 POLICY_CONTAIN_NONE);
 	policy_contain_free(&pc);
 }
 

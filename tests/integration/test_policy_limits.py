@@ -175,7 +175,9 @@ def test_recipients_per_message_and_daily_quota(sluice_factory):
     assert rr[1].code == 452 and rr[1].enhanced == "4.5.3", rr[1]
     assert "Daily quota" in rr[1].text and "renews at" in rr[1].text, rr[1].text
     u = usage_is(sl, accepted_messages=2, accepted_recipients=3, refused__quota_day=1,
-                 refused__recipients_per_message=1, refused__data=1)
+                 refused__recipients_per_message=1)
+    # the DATA refusal is counted under the header check's own reason
+    assert u["refused_by_reason"].get("from-header") == 1, u["refused_by_reason"]
     shown = sl.cli("limit", "show", "acme").stdout.decode()
     assert "recipients today: 3" in shown, shown
     assert u["total"]["accepted_recipients"] == 3

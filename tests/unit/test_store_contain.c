@@ -13,13 +13,10 @@
 #include <unistd.h>
 
 #include "store/store.h"
-#include "store/store_int.h" /* store_migrations[]: an older file made by hand */
+#include "store_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char path[128];
-	char uri[160];
-	struct store *st;
+	struct store_fixture sf;
 	int64_t acme, beta;
 };
 
@@ -27,15 +24,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-containstore-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (f == NULL || store_fixture_setup(&f->sf, "containstore") < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
-	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	*state = f;
 	return 0;
 }
@@ -44,25 +36,16 @@ static void open_store(struct fixture *f)
 {
 	char *err = NULL;
 
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_add(f->st, "acme", &f->acme, &err), 0);
-	assert_int_equal(store_tenant_add(f->st, "beta", &f->beta, &err), 0);
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_add(f->sf.st, "acme", &f->acme, &err), 0);
+	assert_int_equal(store_tenant_add(f->sf.st, "beta", &f->beta, &err), 0);
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[200];
 
-	store_close(&f->st);
-	snprintf(p, sizeof p, "%s/store.db", f->dir);
-	unlink(p);
-	snprintf(p, sizeof p, "%s/store.db-wal", f->dir);
-	unlink(p);
-	snprintf(p, sizeof p, "%s/store.db-shm", f->dir);
-	unlink(p);
-	rmdir(f->dir);
+	store_fixture_teardown(&f->sf);
 	free(f);
 	return 0;
 }
@@ -91,57 +74,57 @@ static void test_levels_and_events(void **state)
 	char *err = NULL;
 
 	open_store(f);
-	assert_int_equal(store_contain_get(f->st, 2, 7, &got, &err), STORE_NOTFOUND);
+	assert_int_equal(store_contain_get(f->sf.st, 2, 7, &got, &err), STORE_NOTFOUND);
 	s = state_of(2, 7, f->acme, 2, "score 5.1: domains 3.0 network 1.5", "sluiced", 1000);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
 	s = state_of(2, 7, f->acme, 3, "score 6.2 after the hold", "sluiced", 1010);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
 	s = state_of(1, f->beta, f->beta, 2, "relay score 4.8", "sluiced", 1020);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
 
-	assert_int_equal(store_contain_get(f->st, 2, 7, &got, &err), 0);
+	assert_int_equal(store_contain_get(f->sf.st, 2, 7, &got, &err), 0);
 	assert_int_equal(got.level, 3);
 	assert_int_equal(got.since, 1010);
 	assert_string_equal(got.reason, "score 6.2 after the hold");
 	assert_string_equal(got.by, "sluiced");
-	assert_int_equal(store_contain_list(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(store_contain_list(f->sf.st, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 2);
 	free(list);
-	assert_int_equal(store_contain_list(f->st, f->beta, &list, &n, &err), 0);
+	assert_int_equal(store_contain_list(f->sf.st, f->beta, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(list[0].kind, 1);
 	free(list);
 
 	/* the operator resumes the login: the row goes, the event stays */
 	s = state_of(2, 7, f->acme, 0, "checked with the customer", "ops", 1100);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
-	assert_int_equal(store_contain_get(f->st, 2, 7, &got, &err), STORE_NOTFOUND);
-	assert_int_equal(store_contain_events(f->st, f->acme, 0, &list, &n, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
+	assert_int_equal(store_contain_get(f->sf.st, 2, 7, &got, &err), STORE_NOTFOUND);
+	assert_int_equal(store_contain_events(f->sf.st, f->acme, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(list[0].level, 2);
 	assert_int_equal(list[1].level, 3);
 	assert_int_equal(list[2].level, 0);
 	assert_string_equal(list[2].by, "ops");
 	free(list);
-	assert_int_equal(store_contain_events(f->st, f->acme, 1005, &list, &n, &err), 0);
+	assert_int_equal(store_contain_events(f->sf.st, f->acme, 1005, &list, &n, &err), 0);
 	assert_int_equal(n, 2);
 	free(list);
 
 	/* bad input changes nothing */
 	s = state_of(3, 7, f->acme, 1, "x", "sluiced", 0);
-	assert_int_equal(store_contain_set(f->st, &s, &err), -1);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), -1);
 	assert_non_null(err);
 	free(err);
 	err = NULL;
 	s = state_of(2, 7, f->acme, 4, "x", "sluiced", 0);
-	assert_int_equal(store_contain_set(f->st, &s, &err), -1);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), -1);
 	free(err);
 	err = NULL;
 	s = state_of(2, 7, 999, 1, "x", "sluiced", 0); /* no such tenant */
-	assert_int_equal(store_contain_set(f->st, &s, &err), -1);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_contain_events(f->st, f->acme, 0, &list, &n, &err), 0);
+	assert_int_equal(store_contain_events(f->sf.st, f->acme, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	free(list);
 }
@@ -167,10 +150,10 @@ static void test_baselines(void **state)
 					       .hours = 120, .domains = few, .ndomains = 2};
 	b[2] = (struct store_contain_baseline){.kind = 1, .subject_id = f->beta,
 					       .tenant_id = f->beta};
-	assert_int_equal(store_contain_baselines_save(f->st, b, 3, &err), 0);
+	assert_int_equal(store_contain_baselines_save(f->sf.st, b, 3, &err), 0);
 	b[1].hours = 121; /* saved again: replaced */
-	assert_int_equal(store_contain_baselines_save(f->st, &b[1], 1, &err), 0);
-	assert_int_equal(store_contain_baselines_load(f->st, &got, &n, &err), 0);
+	assert_int_equal(store_contain_baselines_save(f->sf.st, &b[1], 1, &err), 0);
+	assert_int_equal(store_contain_baselines_load(f->sf.st, &got, &n, &err), 0);
 	assert_int_equal(n, 3);
 	/* ordered by kind, subject */
 	assert_int_equal(got[0].kind, 1);
@@ -189,10 +172,10 @@ static void test_baselines(void **state)
 	/* too many domains: refused, and nothing of that save is kept */
 	b[0].ndomains = STORE_CONTAIN_DOMAINS_MAX + 1;
 	b[1].hours = 500;
-	assert_int_equal(store_contain_baselines_save(f->st, &b[0], 2, &err), -1);
+	assert_int_equal(store_contain_baselines_save(f->sf.st, &b[0], 2, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_contain_baselines_load(f->st, &got, &n, &err), 0);
+	assert_int_equal(store_contain_baselines_load(f->sf.st, &got, &n, &err), 0);
 	assert_int_equal(got[0].hours, 121);
 	store_contain_baselines_free(got, n);
 }
@@ -206,29 +189,23 @@ static void test_rows_follow_tenant(void **state)
 	struct store_contain_baseline *got = NULL;
 	size_t n = 0;
 	char *err = NULL;
-	sqlite3 *db;
 
 	open_store(f);
 	s = state_of(1, f->beta, f->beta, 2, "held", "sluiced", 5);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
 	b.subject_id = f->beta;
 	b.tenant_id = f->beta;
-	assert_int_equal(store_contain_baselines_save(f->st, &b, 1, &err), 0);
-	store_close(&f->st);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys = ON; DELETE FROM tenants"
-					  " WHERE name = 'beta'",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
-	assert_int_equal(store_open(f->uri, &f->st, &err), 0);
-	assert_int_equal(store_contain_list(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(store_contain_baselines_save(f->sf.st, &b, 1, &err), 0);
+	store_close(&f->sf.st);
+	store_fixture_sql(&f->sf, "PRAGMA foreign_keys = ON; DELETE FROM tenants WHERE name = 'beta'");
+	assert_int_equal(store_open(f->sf.uri, &f->sf.st, &err), 0);
+	assert_int_equal(store_contain_list(f->sf.st, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(list);
-	assert_int_equal(store_contain_events(f->st, f->beta, 0, &list, &n, &err), 0);
+	assert_int_equal(store_contain_events(f->sf.st, f->beta, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(list);
-	assert_int_equal(store_contain_baselines_load(f->st, &got, &n, &err), 0);
+	assert_int_equal(store_contain_baselines_load(f->sf.st, &got, &n, &err), 0);
 	assert_int_equal(n, 0);
 	store_contain_baselines_free(got, n);
 }
@@ -240,24 +217,15 @@ static void test_migrates_v4(void **state)
 	struct store_contain_state s, got;
 	struct store_tenant t;
 	char *err = NULL;
-	sqlite3 *db;
 
-	assert_true(store_migrations_count >= 5);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	for (size_t i = 0; i < 4; i++)
-		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO tenants (id, name, suspended, created)"
-				      " VALUES (1, 'old', 0, 1); PRAGMA user_version = 4;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
+	store_fixture_old_file(&f->sf, 4,
+			       "INSERT INTO tenants (id, name, suspended, created)"
+			       " VALUES (1, 'old', 0, 1)");
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_get(f->sf.st, "old", &t, &err), 0);
 	s = state_of(1, t.id, t.id, 3, "two logins suspended", "sluiced", 9);
-	assert_int_equal(store_contain_set(f->st, &s, &err), 0);
-	assert_int_equal(store_contain_get(f->st, 1, t.id, &got, &err), 0);
+	assert_int_equal(store_contain_set(f->sf.st, &s, &err), 0);
+	assert_int_equal(store_contain_get(f->sf.st, 1, t.id, &got, &err), 0);
 	assert_int_equal(got.level, 3);
 }
 

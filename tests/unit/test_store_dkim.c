@@ -12,12 +12,10 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char path[128];
-	char uri[160];
-	struct store *st;
+	struct store_fixture sf;
 	int64_t tenant;
 };
 
@@ -25,15 +23,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-dkimstore-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (f == NULL || store_fixture_setup(&f->sf, "dkimstore") < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
-	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	*state = f;
 	return 0;
 }
@@ -42,27 +35,19 @@ static void open_store(struct fixture *f)
 {
 	char *err = NULL;
 
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	if (store_tenant_get(f->st, "acme", &(struct store_tenant){0}, &err) == STORE_NOTFOUND) {
+	store_fixture_open(&f->sf);
+	if (store_tenant_get(f->sf.st, "acme", &(struct store_tenant){0}, &err) == STORE_NOTFOUND) {
 		free(err);
 		err = NULL;
-		assert_int_equal(store_tenant_add(f->st, "acme", &f->tenant, &err), 0);
+		assert_int_equal(store_tenant_add(f->sf.st, "acme", &f->tenant, &err), 0);
 	}
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[200];
 
-	store_close(&f->st);
-	unlink(f->path);
-	snprintf(p, sizeof p, "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof p, "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	store_fixture_teardown(&f->sf);
 	free(f);
 	return 0;
 }
@@ -89,20 +74,20 @@ static void test_tokens(void **state)
 	char token[STORE_TOKEN_MAX + 1], *err = NULL;
 
 	open_store(f);
-	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 0, &err), 0);
-	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err),
+	assert_int_equal(store_domain_add(f->sf.st, f->tenant, "acme.example", 0, &err), 0);
+	assert_int_equal(store_domain_token_get(f->sf.st, "acme.example", token, &err),
 	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_domain_token_set(f->st, "ACME.example", "t1", &err), 0);
-	assert_int_equal(store_domain_token_set(f->st, "acme.example", "t2", &err), 0);
-	assert_int_equal(store_domain_token_get(f->st, "acme.example", token, &err), 0);
+	assert_int_equal(store_domain_token_set(f->sf.st, "ACME.example", "t1", &err), 0);
+	assert_int_equal(store_domain_token_set(f->sf.st, "acme.example", "t2", &err), 0);
+	assert_int_equal(store_domain_token_get(f->sf.st, "acme.example", token, &err), 0);
 	assert_string_equal(token, "t2");
-	assert_int_equal(store_domain_token_set(f->st, "nosuch.example", "t", &err),
+	assert_int_equal(store_domain_token_set(f->sf.st, "nosuch.example", "t", &err),
 	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_domain_token_set(f->st, "acme.example", "", &err), -1);
+	assert_int_equal(store_domain_token_set(f->sf.st, "acme.example", "", &err), -1);
 	free(err);
 }
 
@@ -114,29 +99,29 @@ static void test_keys(void **state)
 	char *err = NULL;
 
 	open_store(f);
-	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 1, &err), 0);
-	assert_int_equal(store_domain_add(f->st, f->tenant, "beta.example", 1, &err), 0);
+	assert_int_equal(store_domain_add(f->sf.st, f->tenant, "acme.example", 1, &err), 0);
+	assert_int_equal(store_domain_add(f->sf.st, f->tenant, "beta.example", 1, &err), 0);
 	k = key("acme.example", "s1r", STORE_DKIM_RSA, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
 	k = key("acme.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
 	k = key("acme.example", "s2r", STORE_DKIM_RSA, STORE_DKIM_PENDING);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), STORE_EXISTS);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), STORE_EXISTS);
 	free(err);
 	err = NULL;
 	k = key("beta.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
 	k = key("nosuch.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), STORE_NOTFOUND);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	k = key("acme.example", "bad", 7, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), -1);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), -1);
 	free(err);
 	err = NULL;
 
-	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, "acme.example", &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(list[0].selector, "s1r");
 	assert_int_equal(list[0].activated, 1000);
@@ -146,25 +131,25 @@ static void test_keys(void **state)
 	free(list);
 
 	/* every domain's active keys: what sluiced signs with */
-	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, NULL, &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	free(list);
 
 	/* rotate: the pending key becomes active, the old one retires */
 	assert_int_equal(
-	    store_dkim_set_state(f->st, "acme.example", "s2r", STORE_DKIM_ACTIVE, 2000, &err), 0);
+	    store_dkim_set_state(f->sf.st, "acme.example", "s2r", STORE_DKIM_ACTIVE, 2000, &err), 0);
 	assert_int_equal(
-	    store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_RETIRED, 2000, &err), 0);
+	    store_dkim_set_state(f->sf.st, "acme.example", "s1r", STORE_DKIM_RETIRED, 2000, &err), 0);
 	assert_int_equal(
-	    store_dkim_set_state(f->st, "acme.example", "zz", STORE_DKIM_RETIRED, 2000, &err),
+	    store_dkim_set_state(f->sf.st, "acme.example", "zz", STORE_DKIM_RETIRED, 2000, &err),
 	    STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_dkim_wipe(f->st, "acme.example", "s1e", &err), STORE_NOTFOUND);
+	assert_int_equal(store_dkim_wipe(f->sf.st, "acme.example", "s1e", &err), STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_dkim_wipe(f->st, "acme.example", "s1r", &err), 0);
-	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(store_dkim_wipe(f->sf.st, "acme.example", "s1r", &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, "acme.example", &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(list[0].state, STORE_DKIM_RETIRED);
 	assert_int_equal(list[0].retired, 2000);
@@ -174,13 +159,13 @@ static void test_keys(void **state)
 	free(list);
 
 	/* a removed domain takes its keys and token along */
-	assert_int_equal(store_domain_token_set(f->st, "acme.example", "t", &err), 0);
-	assert_int_equal(store_domain_remove(f->st, f->tenant, "acme.example", &err), 0);
-	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 0, &err), 0);
-	assert_int_equal(store_dkim_list(f->st, "acme.example", &list, &n, &err), 0);
+	assert_int_equal(store_domain_token_set(f->sf.st, "acme.example", "t", &err), 0);
+	assert_int_equal(store_domain_remove(f->sf.st, f->tenant, "acme.example", &err), 0);
+	assert_int_equal(store_domain_add(f->sf.st, f->tenant, "acme.example", 0, &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, "acme.example", &list, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(list);
-	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, NULL, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].domain, "beta.example");
 	free(list);
@@ -195,21 +180,21 @@ static void test_version(void **state)
 	char *err = NULL;
 
 	open_store(f);
-	assert_int_equal(store_dkim_version(f->st, &v0, &err), 0);
-	assert_int_equal(store_domain_add(f->st, f->tenant, "acme.example", 1, &err), 0);
-	assert_int_equal(store_tenant_add(f->st, "beta", NULL, &err), 0);
-	assert_int_equal(store_dkim_version(f->st, &v1, &err), 0);
+	assert_int_equal(store_dkim_version(f->sf.st, &v0, &err), 0);
+	assert_int_equal(store_domain_add(f->sf.st, f->tenant, "acme.example", 1, &err), 0);
+	assert_int_equal(store_tenant_add(f->sf.st, "beta", NULL, &err), 0);
+	assert_int_equal(store_dkim_version(f->sf.st, &v1, &err), 0);
 	assert_true(v0 == v1);
 	k = key("acme.example", "s1r", STORE_DKIM_RSA, STORE_DKIM_PENDING);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
-	assert_int_equal(store_dkim_version(f->st, &v2, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
+	assert_int_equal(store_dkim_version(f->sf.st, &v2, &err), 0);
 	assert_true(v2 != v1);
 	assert_int_equal(
-	    store_dkim_set_state(f->st, "acme.example", "s1r", STORE_DKIM_ACTIVE, 5000, &err), 0);
-	assert_int_equal(store_dkim_version(f->st, &v1, &err), 0);
+	    store_dkim_set_state(f->sf.st, "acme.example", "s1r", STORE_DKIM_ACTIVE, 5000, &err), 0);
+	assert_int_equal(store_dkim_version(f->sf.st, &v1, &err), 0);
 	assert_true(v2 != v1);
-	assert_int_equal(store_domain_remove(f->st, f->tenant, "acme.example", &err), 0);
-	assert_int_equal(store_dkim_version(f->st, &v2, &err), 0);
+	assert_int_equal(store_domain_remove(f->sf.st, f->tenant, "acme.example", &err), 0);
+	assert_int_equal(store_dkim_version(f->sf.st, &v2, &err), 0);
 	assert_true(v2 != v1 && v2 == v0);
 }
 
@@ -222,35 +207,28 @@ static void test_migrates_v1(void **state)
 	struct store_domain d;
 	size_t n = 0;
 	char *err = NULL;
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(
-	        db,
-	        "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-	        "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
-	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-	        " updated INTEGER NOT NULL);"
-	        "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
-	        " NULL DEFAULT 0, created INTEGER NOT NULL);"
-	        "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
-	        "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
-	        "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
-	        "PRAGMA user_version = 1;",
-	        NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
+	store_fixture_sql(&f->sf,
+	                  "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+	                  "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+	                  " updated INTEGER NOT NULL);"
+	                  "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+	                  " NULL DEFAULT 0, created INTEGER NOT NULL);"
+	                  "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	                  "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
+	                  "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
+	                  "PRAGMA user_version = 1;");
 	open_store(f);
-	assert_int_equal(store_domain_get(f->st, "old.example", &d, &err), 0);
+	assert_int_equal(store_domain_get(f->sf.st, "old.example", &d, &err), 0);
 	assert_true(d.verified);
 	k = key("old.example", "s1e", STORE_DKIM_ED25519, STORE_DKIM_ACTIVE);
-	assert_int_equal(store_dkim_add(f->st, &k, &err), 0);
-	assert_int_equal(store_dkim_list(f->st, NULL, &list, &n, &err), 0);
+	assert_int_equal(store_dkim_add(f->sf.st, &k, &err), 0);
+	assert_int_equal(store_dkim_list(f->sf.st, NULL, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	free(list);
 }

@@ -12,37 +12,22 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store_fixture.h"
 #include "store/store_int.h" /* store_migrations */
 
 struct fixture {
-	char dir[64];
-	char path[128];
-	char uri[160];
-	struct store *st;
+	struct store_fixture sf;
 	int64_t acme, beta;
 };
-
-static void open_store(struct fixture *f)
-{
-	char *err = NULL;
-
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-}
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-egress-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (f == NULL || store_fixture_setup(&f->sf, "egress") < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
-	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	*state = f;
 	return 0;
 }
@@ -55,9 +40,9 @@ static int setup_tenants(void **state)
 	if (setup(state) != 0)
 		return -1;
 	f = *state;
-	open_store(f);
-	if (store_tenant_add(f->st, "acme", &f->acme, &err) != 0 ||
-	    store_tenant_add(f->st, "beta", &f->beta, &err) != 0)
+	store_fixture_open(&f->sf);
+	if (store_tenant_add(f->sf.st, "acme", &f->acme, &err) != 0 ||
+	    store_tenant_add(f->sf.st, "beta", &f->beta, &err) != 0)
 		return -1;
 	return 0;
 }
@@ -65,15 +50,8 @@ static int setup_tenants(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[200];
-	static const char *const sfx[] = {"", "-wal", "-shm"};
 
-	store_close(&f->st);
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(p, sizeof p, "%s%s", f->path, sfx[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	store_fixture_teardown(&f->sf);
 	free(f);
 	return 0;
 }
@@ -86,16 +64,16 @@ static void test_exceptions(void **state)
 	size_t n = 0;
 	char *err = NULL;
 
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "198.18.1.7", "migration",
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->acme, "198.18.1.7", "migration",
 	                                            now + 3600, "operator:alice", &id1, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_add(f->st, f->beta, "2001:DB8::/64", "own MX", 0,
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->beta, "2001:DB8::/64", "own MX", 0,
 	                                            "operator:bob", &id2, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "198.18.1.8", "short", now + 2,
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->acme, "198.18.1.8", "short", now + 2,
 	                                            "operator:alice", &id3, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_get(f->st, id1, &x, &err), 0);
+	assert_int_equal(store_egress_exception_get(f->sf.st, id1, &x, &err), 0);
 	assert_string_equal(x.cidr, "198.18.1.7/32");
 	assert_string_equal(x.tenant, "acme");
 	assert_string_equal(x.reason, "migration");
@@ -104,56 +82,56 @@ static void test_exceptions(void **state)
 	assert_int_equal(x.revoked, 0);
 
 	/* active now: all three; later: the short one has expired */
-	assert_int_equal(store_egress_exception_list(f->st, 0, 0, now, &list, &n, &err), 0);
+	assert_int_equal(store_egress_exception_list(f->sf.st, 0, 0, now, &list, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(list[1].cidr, "2001:db8::/64");
 	free(list);
-	assert_int_equal(store_egress_exception_list(f->st, 0, 0, now + 10, &list, &n, &err), 0);
+	assert_int_equal(store_egress_exception_list(f->sf.st, 0, 0, now + 10, &list, &n, &err), 0);
 	assert_int_equal(n, 2);
 	free(list);
-	assert_int_equal(store_egress_exception_list(f->st, f->beta, 0, now, &list, &n, &err), 0);
+	assert_int_equal(store_egress_exception_list(f->sf.st, f->beta, 0, now, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	free(list);
 
 	/* revoke: once; a second time is not found */
-	assert_int_equal(store_egress_exception_revoke(f->st, id1, "operator:carol", &err), 0);
-	assert_int_equal(store_egress_exception_revoke(f->st, id1, "operator:carol", &err),
+	assert_int_equal(store_egress_exception_revoke(f->sf.st, id1, "operator:carol", &err), 0);
+	assert_int_equal(store_egress_exception_revoke(f->sf.st, id1, "operator:carol", &err),
 	                 STORE_NOTFOUND);
 	assert_non_null(strstr(err, "not active"));
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_revoke(f->st, 999, "operator:carol", &err),
+	assert_int_equal(store_egress_exception_revoke(f->sf.st, 999, "operator:carol", &err),
 	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_get(f->st, id1, &x, &err), 0);
+	assert_int_equal(store_egress_exception_get(f->sf.st, id1, &x, &err), 0);
 	assert_true(x.revoked >= now);
 	assert_string_equal(x.revoked_by, "operator:carol");
-	assert_int_equal(store_egress_exception_list(f->st, 0, 1, now, &list, &n, &err), 0);
+	assert_int_equal(store_egress_exception_list(f->sf.st, 0, 1, now, &list, &n, &err), 0);
 	assert_int_equal(n, 3); /* history stays */
 	free(list);
 
 	/* bad inputs change nothing */
 	assert_int_equal(
-	    store_egress_exception_add(f->st, f->acme, "10.0.0.1/8", "x", 0, "op", NULL, &err), -1);
+	    store_egress_exception_add(f->sf.st, f->acme, "10.0.0.1/8", "x", 0, "op", NULL, &err), -1);
 	free(err);
 	err = NULL;
 	assert_int_equal(
-	    store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "", 0, "op", NULL, &err), -1);
+	    store_egress_exception_add(f->sf.st, f->acme, "10.0.0.0/8", "", 0, "op", NULL, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "bad\nline", 0,
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->acme, "10.0.0.0/8", "bad\nline", 0,
 	                                            "op", NULL, &err),
 	                 -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "10.0.0.0/8", "past", now - 1,
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->acme, "10.0.0.0/8", "past", now - 1,
 	                                            "op", NULL, &err),
 	                 -1);
 	free(err);
 	err = NULL;
 	assert_int_equal(
-	    store_egress_exception_add(f->st, 999, "10.0.0.0/8", "x", 0, "op", NULL, &err),
+	    store_egress_exception_add(f->sf.st, 999, "10.0.0.0/8", "x", 0, "op", NULL, &err),
 	    STORE_NOTFOUND);
 	free(err);
 	err = NULL;
@@ -171,58 +149,58 @@ static void test_requests_and_audit(void **state)
 	size_t n = 0;
 	char *err = NULL;
 
-	assert_int_equal(store_egress_request_add(f->st, f->acme, "198.18.1.0/28", "our MX", 86400,
+	assert_int_equal(store_egress_request_add(f->sf.st, f->acme, "198.18.1.0/28", "our MX", 86400,
 	                                          "tenant:acme", &rid, &err),
 	                 0);
-	assert_int_equal(store_egress_request_add(f->st, f->beta, "198.18.2.0/28", "spam?", 0,
+	assert_int_equal(store_egress_request_add(f->sf.st, f->beta, "198.18.2.0/28", "spam?", 0,
 	                                          "tenant:beta", &rid2, &err),
 	                 0);
-	assert_int_equal(store_egress_request_list(f->st, 0, 1, &reqs, &n, &err), 0);
+	assert_int_equal(store_egress_request_list(f->sf.st, 0, 1, &reqs, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(reqs[0].state, STORE_EGRESS_PENDING);
 	assert_int_equal(reqs[0].duration, 86400);
 	free(reqs);
 
-	assert_int_equal(store_egress_request_approve(f->st, rid, "operator:alice", &xid, &err), 0);
-	assert_int_equal(store_egress_request_approve(f->st, rid, "operator:alice", &xid, &err),
+	assert_int_equal(store_egress_request_approve(f->sf.st, rid, "operator:alice", &xid, &err), 0);
+	assert_int_equal(store_egress_request_approve(f->sf.st, rid, "operator:alice", &xid, &err),
 	                 STORE_EXISTS);
 	assert_non_null(strstr(err, "already approved"));
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_exception_get(f->st, xid, &x, &err), 0);
+	assert_int_equal(store_egress_exception_get(f->sf.st, xid, &x, &err), 0);
 	assert_int_equal(x.request_id, rid);
 	assert_true(x.expires >= x.created + 86400 && x.expires <= x.created + 86401);
-	assert_int_equal(store_egress_request_get(f->st, rid, &r, &err), 0);
+	assert_int_equal(store_egress_request_get(f->sf.st, rid, &r, &err), 0);
 	assert_int_equal(r.state, STORE_EGRESS_APPROVED);
 	assert_int_equal(r.exception_id, xid);
 	assert_string_equal(r.decided_by, "operator:alice");
 
 	assert_int_equal(
-	    store_egress_request_deny(f->st, rid2, "operator:bob", "no reason given", &err), 0);
-	assert_int_equal(store_egress_request_deny(f->st, rid2, "operator:bob", "", &err),
+	    store_egress_request_deny(f->sf.st, rid2, "operator:bob", "no reason given", &err), 0);
+	assert_int_equal(store_egress_request_deny(f->sf.st, rid2, "operator:bob", "", &err),
 	                 STORE_EXISTS);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_egress_request_list(f->st, 0, 1, &reqs, &n, &err), 0);
+	assert_int_equal(store_egress_request_list(f->sf.st, 0, 1, &reqs, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(reqs);
 
 	/* suspension takes every active exception of the tenant */
 	size_t revoked = 0;
-	assert_int_equal(store_egress_exception_add(f->st, f->acme, "198.18.5.5", "more", 0,
+	assert_int_equal(store_egress_exception_add(f->sf.st, f->acme, "198.18.5.5", "more", 0,
 	                                            "operator:alice", NULL, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_revoke_tenant(f->st, f->acme, "operator:alice",
+	assert_int_equal(store_egress_exception_revoke_tenant(f->sf.st, f->acme, "operator:alice",
 	                                                      "tenant suspended", &revoked, &err),
 	                 0);
 	assert_int_equal(revoked, 2);
-	assert_int_equal(store_egress_exception_revoke_tenant(f->st, f->acme, "operator:alice",
+	assert_int_equal(store_egress_exception_revoke_tenant(f->sf.st, f->acme, "operator:alice",
 	                                                      "tenant suspended", &revoked, &err),
 	                 0);
 	assert_int_equal(revoked, 0);
 
 	/* the audit log, newest first, every change once */
-	assert_int_equal(store_egress_audit_list(f->st, 0, 100, &audit, &n, &err), 0);
+	assert_int_equal(store_egress_audit_list(f->sf.st, 0, 100, &audit, &n, &err), 0);
 	static const char *const want[] = {"revoke",  "revoke", "allow",   "deny",
 	                                   "approve", "allow",  "request", "request"};
 	assert_int_equal(n, 8);
@@ -233,10 +211,10 @@ static void test_requests_and_audit(void **state)
 	assert_string_equal(audit[3].tenant, "beta");
 	assert_string_equal(audit[7].actor, "tenant:acme");
 	free(audit);
-	assert_int_equal(store_egress_audit_list(f->st, f->beta, 100, &audit, &n, &err), 0);
+	assert_int_equal(store_egress_audit_list(f->sf.st, f->beta, 100, &audit, &n, &err), 0);
 	assert_int_equal(n, 2);
 	free(audit);
-	assert_int_equal(store_egress_audit_list(f->st, 0, 3, &audit, &n, &err), 0);
+	assert_int_equal(store_egress_audit_list(f->sf.st, 0, 3, &audit, &n, &err), 0);
 	assert_int_equal(n, 3);
 	free(audit);
 }
@@ -251,24 +229,14 @@ static void test_migrates_v2(void **state)
 	int64_t id;
 	size_t n = 0;
 	char *err = NULL;
-	sqlite3 *db;
 
-	assert_true(store_migrations_count >= 3);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, store_migrations[0], NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, store_migrations[1], NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                              "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
-	                              "PRAGMA user_version = 2;",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
-	open_store(f);
-	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
-	assert_int_equal(store_egress_exception_add(f->st, t.id, "198.18.9.0/24", "legacy", 0,
+	store_fixture_old_file(&f->sf, 2, "INSERT INTO tenants VALUES (1, 'old', 0, 1)");
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_get(f->sf.st, "old", &t, &err), 0);
+	assert_int_equal(store_egress_exception_add(f->sf.st, t.id, "198.18.9.0/24", "legacy", 0,
 	                                            "operator:root", &id, &err),
 	                 0);
-	assert_int_equal(store_egress_exception_list(f->st, t.id, 0, 0, &list, &n, &err), 0);
+	assert_int_equal(store_egress_exception_list(f->sf.st, t.id, 0, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].tenant, "old");
 	free(list);

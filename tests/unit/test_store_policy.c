@@ -13,13 +13,10 @@
 #include <unistd.h>
 
 #include "store/store.h"
-#include "store/store_int.h"
+#include "store_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char path[128];
-	char uri[160];
-	struct store *st;
+	struct store_fixture sf;
 	int64_t acme, beta, cred;
 };
 
@@ -27,15 +24,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-policystore-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (f == NULL || store_fixture_setup(&f->sf, "policystore") < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
-	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	*state = f;
 	return 0;
 }
@@ -45,29 +37,21 @@ static void open_store(struct fixture *f)
 	struct store_credential c;
 	char *err = NULL;
 
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_add(f->st, "acme", &f->acme, &err), 0);
-	assert_int_equal(store_tenant_add(f->st, "beta", &f->beta, &err), 0);
-	assert_int_equal(store_credential_set(f->st, f->acme, "app1",
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_add(f->sf.st, "acme", &f->acme, &err), 0);
+	assert_int_equal(store_tenant_add(f->sf.st, "beta", &f->beta, &err), 0);
+	assert_int_equal(store_credential_set(f->sf.st, f->acme, "app1",
 	                                      "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", &err),
 	                 0);
-	assert_int_equal(store_credential_lookup(f->st, "app1", &c, &err), 0);
+	assert_int_equal(store_credential_lookup(f->sf.st, "app1", &c, &err), 0);
 	f->cred = c.id;
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[200];
 
-	store_close(&f->st);
-	unlink(f->path);
-	snprintf(p, sizeof p, "%s-wal", f->path);
-	unlink(p);
-	snprintf(p, sizeof p, "%s-shm", f->path);
-	unlink(p);
-	rmdir(f->dir);
+	store_fixture_teardown(&f->sf);
 	free(f);
 	return 0;
 }
@@ -80,38 +64,38 @@ static void test_limits(void **state)
 	char *err = NULL;
 
 	open_store(f);
-	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 100, &err), 0);
-	assert_int_equal(store_limit_set(f->st, f->acme, 0, "messages_per_hour", 200, &err), 0);
-	assert_int_equal(store_limit_set(f->st, f->acme, 0, "quota_month", 0, &err), 0);
-	assert_int_equal(store_limit_set(f->st, f->acme, f->cred, "recipients_per_day", 7, &err),
+	assert_int_equal(store_limit_set(f->sf.st, f->acme, 0, "messages_per_hour", 100, &err), 0);
+	assert_int_equal(store_limit_set(f->sf.st, f->acme, 0, "messages_per_hour", 200, &err), 0);
+	assert_int_equal(store_limit_set(f->sf.st, f->acme, 0, "quota_month", 0, &err), 0);
+	assert_int_equal(store_limit_set(f->sf.st, f->acme, f->cred, "recipients_per_day", 7, &err),
 	                 0);
-	assert_int_equal(store_limit_set(f->st, f->acme, 0, "Bad-Name", 1, &err), -1);
+	assert_int_equal(store_limit_set(f->sf.st, f->acme, 0, "Bad-Name", 1, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_limit_set(f->st, 999, 0, "messages_per_hour", 1, &err), -1);
+	assert_int_equal(store_limit_set(f->sf.st, 999, 0, "messages_per_hour", 1, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_limit_list(f->st, f->acme, 0, &l, &n, &err), 0);
+	assert_int_equal(store_limit_list(f->sf.st, f->acme, 0, &l, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(l[0].name, "messages_per_hour");
 	assert_int_equal(l[0].value, 200);
 	assert_string_equal(l[1].name, "quota_month");
 	assert_int_equal(l[1].value, 0);
 	free(l);
-	assert_int_equal(store_limit_list(f->st, f->acme, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_limit_list(f->sf.st, f->acme, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(l[0].value, 7);
 	free(l);
-	assert_int_equal(store_limit_list(f->st, f->beta, 0, &l, &n, &err), 0);
+	assert_int_equal(store_limit_list(f->sf.st, f->beta, 0, &l, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(l);
-	assert_int_equal(store_limit_unset(f->st, f->acme, 0, "quota_month", &err), 0);
-	assert_int_equal(store_limit_unset(f->st, f->acme, 0, "quota_month", &err), STORE_NOTFOUND);
+	assert_int_equal(store_limit_unset(f->sf.st, f->acme, 0, "quota_month", &err), 0);
+	assert_int_equal(store_limit_unset(f->sf.st, f->acme, 0, "quota_month", &err), STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 	/* the credential's rows go with it */
-	assert_int_equal(store_credential_remove(f->st, f->acme, "app1", &err), 0);
-	assert_int_equal(store_limit_list(f->st, f->acme, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_credential_remove(f->sf.st, f->acme, "app1", &err), 0);
+	assert_int_equal(store_limit_list(f->sf.st, f->acme, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(l);
 }
@@ -125,49 +109,49 @@ static void test_networks(void **state)
 	int isnew = 0;
 
 	open_store(f);
-	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err), 0);
-	assert_int_equal(store_credential_network_add(f->st, f->cred, "2001:DB8::/32", &err), 0);
-	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.0/16", &err),
+	assert_int_equal(store_credential_network_add(f->sf.st, f->cred, "10.1.0.0/16", &err), 0);
+	assert_int_equal(store_credential_network_add(f->sf.st, f->cred, "2001:DB8::/32", &err), 0);
+	assert_int_equal(store_credential_network_add(f->sf.st, f->cred, "10.1.0.0/16", &err),
 	                 STORE_EXISTS);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_credential_network_add(f->st, f->cred, "10.1.0.1/16", &err), -1);
+	assert_int_equal(store_credential_network_add(f->sf.st, f->cred, "10.1.0.1/16", &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_credential_network_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_credential_network_list(f->sf.st, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(l[0].cidr, "10.1.0.0/16");
 	assert_string_equal(l[1].cidr, "2001:db8::/32");
 	free(l);
-	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err), 0);
-	assert_int_equal(store_credential_network_remove(f->st, f->cred, "10.1.0.0/16", &err),
+	assert_int_equal(store_credential_network_remove(f->sf.st, f->cred, "10.1.0.0/16", &err), 0);
+	assert_int_equal(store_credential_network_remove(f->sf.st, f->cred, "10.1.0.0/16", &err),
 	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
 
 	assert_int_equal(
-	    store_credential_seen(f->st, f->cred, "192.0.2.0/24", 100, &isnew, &before, &err), 0);
+	    store_credential_seen(f->sf.st, f->cred, "192.0.2.0/24", 100, &isnew, &before, &err), 0);
 	assert_true(isnew);
 	assert_int_equal(before, 0);
 	assert_int_equal(
-	    store_credential_seen(f->st, f->cred, "192.0.2.0/24", 200, &isnew, &before, &err), 0);
+	    store_credential_seen(f->sf.st, f->cred, "192.0.2.0/24", 200, &isnew, &before, &err), 0);
 	assert_false(isnew);
 	assert_int_equal(before, 1);
 	assert_int_equal(
-	    store_credential_seen(f->st, f->cred, "198.51.100.0/24", 300, &isnew, &before, &err),
+	    store_credential_seen(f->sf.st, f->cred, "198.51.100.0/24", 300, &isnew, &before, &err),
 	    0);
 	assert_true(isnew);
 	assert_int_equal(before, 1);
-	assert_int_equal(store_credential_seen_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_credential_seen_list(f->sf.st, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(l[0].cidr, "192.0.2.0/24");
 	assert_int_equal(l[0].created, 100);
 	free(l);
-	assert_int_equal(store_credential_remove(f->st, f->acme, "app1", &err), 0);
-	assert_int_equal(store_credential_network_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_credential_remove(f->sf.st, f->acme, "app1", &err), 0);
+	assert_int_equal(store_credential_network_list(f->sf.st, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(l);
-	assert_int_equal(store_credential_seen_list(f->st, f->cred, &l, &n, &err), 0);
+	assert_int_equal(store_credential_seen_list(f->sf.st, f->cred, &l, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(l);
 }
@@ -185,38 +169,38 @@ static void test_suppressions(void **state)
 	strcpy(x.source, "operator");
 	strcpy(x.reason, "asked to stop");
 	x.created = 42;
-	assert_int_equal(store_suppression_add(f->st, &x, &err), 0);
-	assert_int_equal(store_suppression_add(f->st, &x, &err), STORE_EXISTS);
+	assert_int_equal(store_suppression_add(f->sf.st, &x, &err), 0);
+	assert_int_equal(store_suppression_add(f->sf.st, &x, &err), STORE_EXISTS);
 	free(err);
 	err = NULL;
 	/* per tenant */
-	assert_int_equal(store_suppression_get(f->st, f->beta, "bob@example.org", &got, &err),
+	assert_int_equal(store_suppression_get(f->sf.st, f->beta, "bob@example.org", &got, &err),
 	                 STORE_NOTFOUND);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_suppression_get(f->st, f->acme, "BOB@example.org", &got, &err), 0);
+	assert_int_equal(store_suppression_get(f->sf.st, f->acme, "BOB@example.org", &got, &err), 0);
 	assert_string_equal(got.address, "bob@example.org");
 	assert_string_equal(got.source, "operator");
 	assert_string_equal(got.reason, "asked to stop");
 	assert_int_equal(got.created, 42);
 	strcpy(x.source, "nobody");
-	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	assert_int_equal(store_suppression_add(f->sf.st, &x, &err), -1);
 	free(err);
 	err = NULL;
 	strcpy(x.source, "bounce");
 	strcpy(x.address, "no-at-sign");
-	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	assert_int_equal(store_suppression_add(f->sf.st, &x, &err), -1);
 	free(err);
 	err = NULL;
 	strcpy(x.address, "a b@example.org");
-	assert_int_equal(store_suppression_add(f->st, &x, &err), -1);
+	assert_int_equal(store_suppression_add(f->sf.st, &x, &err), -1);
 	free(err);
 	err = NULL;
-	assert_int_equal(store_suppression_list(f->st, f->acme, &l, &n, &err), 0);
+	assert_int_equal(store_suppression_list(f->sf.st, f->acme, &l, &n, &err), 0);
 	assert_int_equal(n, 1);
 	free(l);
-	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@EXAMPLE.org", &err), 0);
-	assert_int_equal(store_suppression_remove(f->st, f->acme, "bob@example.org", &err),
+	assert_int_equal(store_suppression_remove(f->sf.st, f->acme, "bob@EXAMPLE.org", &err), 0);
+	assert_int_equal(store_suppression_remove(f->sf.st, f->acme, "bob@example.org", &err),
 	                 STORE_NOTFOUND);
 	free(err);
 }
@@ -249,22 +233,22 @@ static void test_usage(void **state)
 	strcpy(s[0].source, "bounce");
 	strcpy(s[0].reason, "550 5.1.1 no such user");
 	s[1] = s[0]; /* twice in one batch: kept once */
-	assert_int_equal(store_usage_add(f->st, rows, 5, s, 2, &err), 0);
-	assert_int_equal(store_usage_add(f->st, rows, 1, NULL, 0, &err), 0); /* adds up */
-	assert_int_equal(store_suppression_get(f->st, f->acme, "gone@example.org", &got, &err), 0);
+	assert_int_equal(store_usage_add(f->sf.st, rows, 5, s, 2, &err), 0);
+	assert_int_equal(store_usage_add(f->sf.st, rows, 1, NULL, 0, &err), 0); /* adds up */
+	assert_int_equal(store_suppression_get(f->sf.st, f->acme, "gone@example.org", &got, &err), 0);
 	assert_string_equal(got.source, "bounce");
 
 	assert_int_equal(
-	    store_usage_sum(f->st, f->acme, -1, "accepted_recipients", 10, 12, &sum, &err), 0);
+	    store_usage_sum(f->sf.st, f->acme, -1, "accepted_recipients", 10, 12, &sum, &err), 0);
 	assert_int_equal(sum, 3 + 3 + 2 + 5);
 	assert_int_equal(
-	    store_usage_sum(f->st, f->acme, f->cred, "accepted_recipients", 10, 11, &sum, &err), 0);
+	    store_usage_sum(f->sf.st, f->acme, f->cred, "accepted_recipients", 10, 11, &sum, &err), 0);
 	assert_int_equal(sum, 6);
 	assert_int_equal(
-	    store_usage_sum(f->st, f->beta, -1, "accepted_recipients", 0, 100, &sum, &err), 0);
+	    store_usage_sum(f->sf.st, f->beta, -1, "accepted_recipients", 0, 100, &sum, &err), 0);
 	assert_int_equal(sum, 0);
 
-	assert_int_equal(store_usage_list(f->st, f->acme, 11, &l, &n, &err), 0);
+	assert_int_equal(store_usage_list(f->sf.st, f->acme, 11, &l, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(l[0].hour, 11);
 	assert_string_equal(l[0].metric, "accepted_recipients");
@@ -272,7 +256,7 @@ static void test_usage(void **state)
 	assert_string_equal(l[1].metric, "delivered");
 	assert_int_equal(l[1].count, 4);
 	free(l);
-	assert_int_equal(store_usage_list(f->st, f->acme, 0, &l, &n, &err), 0);
+	assert_int_equal(store_usage_list(f->sf.st, f->acme, 0, &l, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(l[0].count, 8); /* hour 10, summed over credentials */
 	free(l);
@@ -287,33 +271,25 @@ static void test_migrates_v1(void **state)
 	struct store_limit *l = NULL;
 	size_t n = 0;
 	char *err = NULL;
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(
-	        db,
-	        "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-	        "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
-	        " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-	        " updated INTEGER NOT NULL);"
-	        "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
-	        " NULL DEFAULT 0, created INTEGER NOT NULL);"
-	        "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	        " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
-	        "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
-	        "PRAGMA user_version = 1;",
-	        NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
-	assert_int_equal(store_limit_set(f->st, t.id, 0, "messages_per_day", 5, &err), 0);
-	assert_int_equal(store_limit_list(f->st, t.id, 0, &l, &n, &err), 0);
+	store_fixture_sql(&f->sf,
+	                  "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+	                  "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
+	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
+	                  " updated INTEGER NOT NULL);"
+	                  "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
+	                  " NULL DEFAULT 0, created INTEGER NOT NULL);"
+	                  "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
+	                  " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
+	                  "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
+	                  "PRAGMA user_version = 1;");
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_get(f->sf.st, "old", &t, &err), 0);
+	assert_int_equal(store_limit_set(f->sf.st, t.id, 0, "messages_per_day", 5, &err), 0);
+	assert_int_equal(store_limit_list(f->sf.st, t.id, 0, &l, &n, &err), 0);
 	assert_int_equal(n, 1);
 	free(l);
 }
@@ -336,8 +312,8 @@ static void test_limit_state(void **state)
 	rows[0].subject_id = f->acme;
 	rows[1].subject_id = rows[2].subject_id = f->cred;
 	/* at 1000: the third has passed, so it is not kept */
-	assert_int_equal(store_limit_state_save(f->st, rows, 3, 1000, &err), 0);
-	assert_int_equal(store_limit_state_load(f->st, 1000, &list, &n, &err), 0);
+	assert_int_equal(store_limit_state_save(f->sf.st, rows, 3, 1000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 1000, &list, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(list[0].kind, 1);
 	assert_int_equal(list[0].subject_id, f->acme);
@@ -347,7 +323,7 @@ static void test_limit_state(void **state)
 	assert_int_equal(list[1].tat_us, 9000);
 	free(list);
 	/* loading later: only what is still ahead */
-	assert_int_equal(store_limit_state_load(f->st, 6000, &list, &n, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 6000, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].name, "recipients_per_day");
 	free(list);
@@ -355,13 +331,13 @@ static void test_limit_state(void **state)
 	 * replaces; a save at 9500 drops the passed ones of everyone */
 	rows[0].tat_us = 900;
 	rows[1].tat_us = 20000;
-	assert_int_equal(store_limit_state_save(f->st, rows, 2, 1000, &err), 0);
-	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(store_limit_state_save(f->sf.st, rows, 2, 1000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(list[0].tat_us, 20000);
 	free(list);
-	assert_int_equal(store_limit_state_save(f->st, NULL, 0, 30000, &err), 0);
-	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(store_limit_state_save(f->sf.st, NULL, 0, 30000, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(list);
 	/* bad rows: nothing of the save is written */
@@ -370,17 +346,17 @@ static void test_limit_state(void **state)
 	bad.kind = 3;
 	{
 		struct store_limit_state two[2] = {rows[1], bad};
-		assert_int_equal(store_limit_state_save(f->st, two, 2, 1000, &err), -1);
+		assert_int_equal(store_limit_state_save(f->sf.st, two, 2, 1000, &err), -1);
 		assert_non_null(err);
 		free(err);
 		err = NULL;
 		two[1] = rows[1];
 		two[1].name[0] = '\0';
-		assert_int_equal(store_limit_state_save(f->st, two, 2, 1000, &err), -1);
+		assert_int_equal(store_limit_state_save(f->sf.st, two, 2, 1000, &err), -1);
 		free(err);
 		err = NULL;
 	}
-	assert_int_equal(store_limit_state_load(f->st, 0, &list, &n, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 0, &list, &n, &err), 0);
 	assert_int_equal(n, 0);
 	free(list);
 }
@@ -396,23 +372,12 @@ static void test_migrates_v6(void **state)
 	struct store_tenant t;
 	size_t n = 0;
 	char *err = NULL;
-	sqlite3 *db;
 
-	assert_true(store_migrations_count >= 7);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	for (size_t i = 0; i < 6; i++)
-		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                              "INSERT INTO tenants VALUES (1, 'old', 0, 1);"
-	                              "PRAGMA user_version = 6;",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
-	assert_int_equal(store_limit_state_save(f->st, &row, 1, 1, &err), 0);
-	assert_int_equal(store_limit_state_load(f->st, 1, &list, &n, &err), 0);
+	store_fixture_old_file(&f->sf, 6, "INSERT INTO tenants VALUES (1, 'old', 0, 1)");
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_get(f->sf.st, "old", &t, &err), 0);
+	assert_int_equal(store_limit_state_save(f->sf.st, &row, 1, 1, &err), 0);
+	assert_int_equal(store_limit_state_load(f->sf.st, 1, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(list[0].tat_us, 777);
 	free(list);

@@ -716,3 +716,36 @@ def test_blocked_attempts_feed_the_tenants_containment(net):
             if m["tenant"] == "bot" and m["held"]]
     assert held, "no message of bot held"
     net.cli("tenant", "release", "bot")
+
+
+def test_apply_samples_first_and_a_reset_counts_anew(net):
+    """`egress apply` stores a sample of the table it replaces; after a reboot (the
+    kernel forgot the table, so its counters start again from 0) the new counts are
+    all new, though they are lower than before."""
+    import sqlite3
+
+    def last_beta():
+        db = sqlite3.connect(str(net.root / "state" / "sluice.db"), timeout=10)
+        try:
+            return db.execute("SELECT s.attempts, s.sources FROM egress_samples s JOIN tenants t"
+                              " ON t.id = s.tenant_id WHERE t.name = 'beta'"
+                              " ORDER BY s.id DESC LIMIT 1").fetchone()
+        finally:
+            db.close()
+
+    net.cli_gw("egress", "sample")
+    before = blocked(net).get(CUST2, {}).get("attempts", 0)
+    assert burst(net, INET, 3, [CUST2]) == {"refused": 3}
+    assert b"table inet sluice loaded" in net.cli_gw("egress", "apply").stdout
+    assert last_beta() == (3, 1)
+    assert blocked(net)[CUST2]["attempts"] == before + 3  # carried into the new table
+    assert "0 tenants with new attempts" in net.cli_gw("egress", "sample").stdout.decode()
+    # a reboot: no table, then the apply at boot, with nothing to carry (its
+    # sample of no table at all forgets the old counts)
+    net.sh("gw", "nft delete table inet sluice")
+    net.cli_gw("egress", "apply")
+    assert burst(net, INET, 2, [CUST2]) == {"refused": 2}
+    assert blocked(net)[CUST2]["attempts"] == 2
+    out = net.cli_gw("egress", "sample").stdout.decode()
+    assert "beta 2 attempts from 1 address" in [" ".join(x.split()) for x in out.splitlines()], out
+    assert last_beta() == (2, 1)

@@ -15,7 +15,7 @@ enum { KIND_SUBMISSION, KIND_SMTPS, KIND_RELAY, NKINDS };
 static const char *const kind_names[NKINDS] = {"submission", "smtps", "relay"};
 
 static const char *const auth_failures[] = {"credentials", "suspended", "network",
-					    "rate-limit",  "authzid",   "other"};
+                                            "rate-limit",  "authzid",   "other"};
 #define NAUTH (sizeof auth_failures / sizeof auth_failures[0])
 
 /* Refusals sluiced logs, besides the limit names (config_policy_limit_
@@ -125,7 +125,7 @@ void daemon_metrics_refused(struct daemon_metrics *m, const char *reason)
 }
 
 void daemon_metrics_contain(struct daemon_metrics *m, enum policy_subject_kind kind,
-			    enum policy_contain_level level)
+                            enum policy_contain_level level)
 {
 	if (m == NULL || (kind != POLICY_TENANT && kind != POLICY_CREDENTIAL) ||
 	    (unsigned)level >= NLEVELS)
@@ -155,38 +155,38 @@ static int render_smtp(struct daemon_metrics *m, struct buf *out)
 	int r = 0;
 
 	r |= metrics_family(out, "sluice_smtp_sessions_total", METRICS_COUNTER,
-			    "SMTP sessions accepted, by listener kind.");
+	                    "SMTP sessions accepted, by listener kind.");
 	for (size_t k = 0; k < NKINDS; k++)
 		r |= metrics_sample(out, "sluice_smtp_sessions_total",
-				    &L("listener", kind_names[k]), 1, metrics_get(&m->sessions[k]));
+		                    &L("listener", kind_names[k]), 1, metrics_get(&m->sessions[k]));
 	r |= metrics_family(out, "sluice_smtp_sessions", METRICS_GAUGE,
-			    "SMTP sessions open now, by listener kind.");
+	                    "SMTP sessions open now, by listener kind.");
 	for (size_t k = 0; k < NKINDS; k++)
 		r |= metrics_sample_i64(out, "sluice_smtp_sessions", &L("listener", kind_names[k]),
-					1, metrics_gauge_get(&m->sessions_open[k]));
+		                        1, metrics_gauge_get(&m->sessions_open[k]));
 	r |= metrics_family(out, "sluice_smtp_auth_successes_total", METRICS_COUNTER,
-			    "SMTP AUTH exchanges that logged a client in.");
+	                    "SMTP AUTH exchanges that logged a client in.");
 	r |= metrics_sample(out, "sluice_smtp_auth_successes_total", NULL, 0,
-			    metrics_get(&m->auth_ok));
+	                    metrics_get(&m->auth_ok));
 	r |= metrics_family(out, "sluice_smtp_auth_failures_total", METRICS_COUNTER,
-			    "SMTP AUTH exchanges refused, by reason.");
+	                    "SMTP AUTH exchanges refused, by reason.");
 	for (size_t i = 0; i < NAUTH; i++)
 		r |= metrics_sample(out, "sluice_smtp_auth_failures_total",
-				    &L("reason", auth_failures[i]), 1,
-				    metrics_get(&m->auth_failed[i]));
+		                    &L("reason", auth_failures[i]), 1,
+		                    metrics_get(&m->auth_failed[i]));
 	r |= metrics_family(out, "sluice_smtp_messages_accepted_total", METRICS_COUNTER,
-			    "Messages queued (answered 250 after DATA).");
+	                    "Messages queued (answered 250 after DATA).");
 	r |= metrics_sample(out, "sluice_smtp_messages_accepted_total", NULL, 0,
-			    metrics_get(&m->messages));
+	                    metrics_get(&m->messages));
 	r |= metrics_family(out, "sluice_smtp_recipients_accepted_total", METRICS_COUNTER,
-			    "Recipients of the messages queued.");
+	                    "Recipients of the messages queued.");
 	r |= metrics_sample(out, "sluice_smtp_recipients_accepted_total", NULL, 0,
-			    metrics_get(&m->rcpts));
+	                    metrics_get(&m->rcpts));
 	r |= metrics_family(out, "sluice_smtp_refusals_total", METRICS_COUNTER,
-			    "Connections, MAIL, RCPT and DATA refused by policy, by reason.");
+	                    "Connections, MAIL, RCPT and DATA refused by policy, by reason.");
 	for (size_t i = 0; i < NREFUSALS; i++)
 		r |= metrics_sample(out, "sluice_smtp_refusals_total",
-				    &L("reason", refusal_name(i)), 1, metrics_get(&m->refused[i]));
+		                    &L("reason", refusal_name(i)), 1, metrics_get(&m->refused[i]));
 	return r;
 }
 
@@ -194,106 +194,106 @@ static int render_queue(const struct daemon_metrics_read *rd, struct buf *out)
 {
 	static const char *const outcomes[] = {"delivered", "deferred", "bounced"};
 	const uint64_t counts[] = {rd->deliver.delivered, rd->deliver.deferred,
-				   rd->deliver.bounced};
+	                           rd->deliver.bounced};
 	int r = 0;
 
 	r |= metrics_family(out, "sluice_queue_messages", METRICS_GAUGE,
-			    "Messages in the queue with recipients still to deliver.");
+	                    "Messages in the queue with recipients still to deliver.");
 	r |= metrics_sample(out, "sluice_queue_messages", NULL, 0, rd->queue_messages);
 	r |= metrics_family(out, "sluice_spool_commits_total", METRICS_COUNTER,
-			    "Group commits of the spool (one fsync serves many sessions).");
+	                    "Group commits of the spool (one fsync serves many sessions).");
 	r |= metrics_sample(out, "sluice_spool_commits_total", NULL, 0, rd->spool.batches);
 	r |= metrics_family(out, "sluice_spool_fsyncs_total", METRICS_COUNTER,
-			    "fdatasync calls on spool segments.");
+	                    "fdatasync calls on spool segments.");
 	r |= metrics_sample(out, "sluice_spool_fsyncs_total", NULL, 0, rd->spool.fsyncs);
 	r |= metrics_family(out, "sluice_delivery_recipients_total", METRICS_COUNTER,
-			    "Delivery attempts' outcomes per recipient (DSNs included): deferred "
-			    "counts each attempt that will be retried.");
+	                    "Delivery attempts' outcomes per recipient (DSNs included): deferred "
+	                    "counts each attempt that will be retried.");
 	for (size_t i = 0; i < 3; i++)
 		r |= metrics_sample(out, "sluice_delivery_recipients_total",
-				    &L("outcome", outcomes[i]), 1, rd->delivery ? counts[i] : 0);
+		                    &L("outcome", outcomes[i]), 1, rd->delivery ? counts[i] : 0);
 	r |= metrics_family(out, "sluice_delivery_connections", METRICS_GAUGE,
-			    "Outbound SMTP connections open now (resolving, talking or idle).");
+	                    "Outbound SMTP connections open now (resolving, talking or idle).");
 	r |= metrics_sample(out, "sluice_delivery_connections", NULL, 0,
-			    rd->delivery ? rd->deliver.connections : 0);
+	                    rd->delivery ? rd->deliver.connections : 0);
 	return r;
 }
 
 static int render_contain(struct daemon_metrics *m, const struct daemon_metrics_read *rd,
-			  struct buf *out)
+                          struct buf *out)
 {
 	int r = 0;
 
 	r |= metrics_family(out, "sluice_contain_changes_total", METRICS_COUNTER,
-			    "Containment level changes: raised by sluiced (throttle, hold, "
-			    "suspend) or cleared by the operator (none), by subject kind.");
+	                    "Containment level changes: raised by sluiced (throttle, hold, "
+	                    "suspend) or cleared by the operator (none), by subject kind.");
 	for (size_t k = 0; k < 2; k++)
 		for (size_t l = 0; l < NLEVELS; l++)
 			r |= metrics_sample(
 			    out, "sluice_contain_changes_total",
 			    (struct metrics_label[]){L("kind", subject_names[k]),
-						     L("level", policy_contain_level_name(
-								    (enum policy_contain_level)l))},
+			                             L("level", policy_contain_level_name(
+			                                            (enum policy_contain_level)l))},
 			    2, metrics_get(&m->contain[k][l]));
 	if (!rd->contain)
 		return r;
 	r |= metrics_family(out, "sluice_contain_subjects", METRICS_GAUGE,
-			    "Logins and tenants at a containment level now.");
+	                    "Logins and tenants at a containment level now.");
 	for (size_t k = 0; k < 2; k++)
 		for (size_t l = 1; l < NLEVELS; l++)
 			r |= metrics_sample(
 			    out, "sluice_contain_subjects",
 			    (struct metrics_label[]){L("kind", subject_names[k]),
-						     L("level", policy_contain_level_name(
-								    (enum policy_contain_level)l))},
+			                             L("level", policy_contain_level_name(
+			                                            (enum policy_contain_level)l))},
 			    2, rd->contained[k][l]);
 	return r;
 }
 
 static int render_content(struct daemon_metrics *m, const struct daemon_metrics_read *rd,
-			  struct buf *out)
+                          struct buf *out)
 {
 	int r = 0;
 
 	r |= metrics_family(out, "sluice_scan_results_total", METRICS_COUNTER,
-			    "What each content scanner said of a message; outcome=\"failed\": "
-			    "down, late or unreadable.");
+	                    "What each content scanner said of a message; outcome=\"failed\": "
+	                    "down, late or unreadable.");
 	for (int k = 0; k < SCAN_NSCANNERS; k++)
 		for (int o = 0; o < SCAN_NOUTCOMES; o++)
 			r |= metrics_sample(
 			    out, "sluice_scan_results_total",
 			    (struct metrics_label[]){
-				L("scanner", scan_scanner_name((enum scan_scanner)k)),
-				L("outcome", scan_outcome_name((enum scan_outcome)o))},
+			        L("scanner", scan_scanner_name((enum scan_scanner)k)),
+			        L("outcome", scan_outcome_name((enum scan_outcome)o))},
 			    2, metrics_get(&m->scan[k][o]));
 	r |= metrics_family(out, "sluice_scan_verdicts_total", METRICS_COUNTER,
-			    "What scanned messages got: accept, hold, tempfail or refuse.");
+	                    "What scanned messages got: accept, hold, tempfail or refuse.");
 	for (int a = 0; a < SCAN_NACTIONS; a++)
 		r |= metrics_sample(out, "sluice_scan_verdicts_total",
-				    &L("action", scan_action_name((enum scan_action)a)), 1,
-				    metrics_get(&m->scan_verdicts[a]));
+		                    &L("action", scan_action_name((enum scan_action)a)), 1,
+		                    metrics_get(&m->scan_verdicts[a]));
 	r |= metrics_family(out, "sluice_dkim_signatures_total", METRICS_COUNTER,
-			    "DKIM signatures made, by algorithm.");
+	                    "DKIM signatures made, by algorithm.");
 	r |= metrics_sample(out, "sluice_dkim_signatures_total", &L("algorithm", "rsa-sha256"), 1,
-			    rd->dkim_rsa);
+	                    rd->dkim_rsa);
 	r |= metrics_sample(out, "sluice_dkim_signatures_total", &L("algorithm", "ed25519-sha256"),
-			    1, rd->dkim_ed25519);
+	                    1, rd->dkim_ed25519);
 	r |= metrics_family(out, "sluice_dkim_failures_total", METRICS_COUNTER,
-			    "Messages queued unsigned because signing failed.");
+	                    "Messages queued unsigned because signing failed.");
 	r |= metrics_sample(out, "sluice_dkim_failures_total", NULL, 0, rd->dkim_failed);
 	return r;
 }
 
 int daemon_metrics_render(struct daemon_metrics *m, const struct daemon_metrics_read *rd,
-			  struct buf *out)
+                          struct buf *out)
 {
 	int r = 0;
 
 	r |= metrics_family(out, "sluice_build_info", METRICS_GAUGE,
-			    "sluiced's version, as a label; the value is always 1.");
+	                    "sluiced's version, as a label; the value is always 1.");
 	r |= metrics_sample(out, "sluice_build_info", &L("version", SLUICE_VERSION), 1, 1);
 	r |= metrics_family(out, "sluice_start_time_seconds", METRICS_GAUGE,
-			    "When sluiced started, in seconds since the Unix epoch.");
+	                    "When sluiced started, in seconds since the Unix epoch.");
 	r |= metrics_sample_double(out, "sluice_start_time_seconds", NULL, 0, m->start_time);
 	r |= render_smtp(m, out);
 	r |= render_queue(rd, out);

@@ -49,7 +49,7 @@ void daemon_metrics_refused(struct daemon_metrics *m, const char *reason);
 /* A subject's containment level changed: raised by sluiced, or back to
  * POLICY_CONTAIN_NONE by the operator. */
 void daemon_metrics_contain(struct daemon_metrics *m, enum policy_subject_kind kind,
-			    enum policy_contain_level level);
+                            enum policy_contain_level level);
 /* The scanners' word on one message. */
 void daemon_metrics_scan(struct daemon_metrics *m, const struct scan_verdict *v);
 
@@ -57,18 +57,18 @@ void daemon_metrics_scan(struct daemon_metrics *m, const struct scan_verdict *v)
 
 /* Counts other modules keep, read at each scrape. */
 struct daemon_metrics_read {
-	uint64_t queue_messages;      /* spool_count() */
+	uint64_t queue_messages; /* spool_count() */
 	struct spool_stats spool;
-	int delivery;                 /* delivery = on: deliver is read */
+	int delivery; /* delivery = on: deliver is read */
 	struct deliver_stats deliver;
 	uint64_t dkim_rsa, dkim_ed25519, dkim_failed; /* signer_stats() */
-	int contain;                  /* containment on: contained is read */
-	uint64_t contained[2][4];     /* [kind - 1][level]: subjects at a level now */
+	int contain;                                  /* containment on: contained is read */
+	uint64_t contained[2][4]; /* [kind - 1][level]: subjects at a level now */
 };
 
 /* The whole exposition, appended to out.  0, or -1 out of memory. */
 int daemon_metrics_render(struct daemon_metrics *m, const struct daemon_metrics_read *r,
-			  struct buf *out);
+                          struct buf *out);
 
 /* ---- the endpoint (metrics_http.c, on the loop thread) --------------------- */
 

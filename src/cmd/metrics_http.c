@@ -34,7 +34,7 @@
 #define METRICS_BACKLOG 64
 
 struct metrics_http {
-	int fd;             /* bound, until evhttp owns it */
+	int fd; /* bound, until evhttp owns it */
 	struct evhttp *http;
 };
 
@@ -44,7 +44,8 @@ static int is_loopback(const struct sockaddr_storage *ss)
 		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
 	if (ss->ss_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 	}
 	return 0;
 }
@@ -73,8 +74,8 @@ void daemon_metrics_open(struct sluiced *d)
 	log_info("listening listener=metrics address=%s path=/metrics", d->cfg.metrics_listen);
 	if (!is_loopback(&ss))
 		log_warn("metrics_listen=%s is not a loopback address: firewall it, the endpoint "
-			 "has no authentication",
-			 d->cfg.metrics_listen);
+		         "has no authentication",
+		         d->cfg.metrics_listen);
 }
 
 /* Subjects at each level now: the stored ones (raised, not yet cleared by
@@ -168,7 +169,8 @@ static void metrics_request(struct evhttp_request *req, void *arg)
 	} else {
 		char len[24];
 
-		evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_add_header(headers, "Content-Type",
+		                  "text/plain; version=0.0.4; charset=utf-8");
 		evhttp_add_header(headers, "Cache-Control", "no-store");
 		/* HEAD: GET's headers and no body (evhttp 2.1 would send it) */
 		snprintf(len, sizeof len, "%zu", body.len);
@@ -194,9 +196,9 @@ void daemon_metrics_start(struct sluiced *d)
 	/* every method reaches metrics_request, which answers 405 (evhttp
 	 * itself would say 501 to the ones not allowed) */
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-						    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                                        EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	                                        EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(h->http, metrics_request, d);
 	if (evhttp_accept_socket_with_handle(h->http, h->fd) == NULL)
 		log_fatal("metrics: cannot serve address=%s", d->cfg.metrics_listen);

@@ -71,7 +71,7 @@ int metrics_family(struct buf *out, const char *name, enum metrics_type type, co
 		return -1;
 	if (buf_printf(out, "# HELP %s ", name) < 0 || escape(out, help ? help : "", 0) < 0 ||
 	    buf_printf(out, "\n# TYPE %s %s\n", name,
-		       type == METRICS_COUNTER ? "counter" : "gauge") < 0)
+	               type == METRICS_COUNTER ? "counter" : "gauge") < 0)
 		goto fail;
 	return 0;
 fail:
@@ -83,7 +83,7 @@ fail:
 
 /* name{labels} value\n, value already formatted. */
 static int sample(struct buf *out, const char *name, const struct metrics_label *labels,
-		  size_t nlabels, const char *value)
+                  size_t nlabels, const char *value)
 {
 	size_t mark = out->len;
 
@@ -114,7 +114,7 @@ fail:
 }
 
 int metrics_sample(struct buf *out, const char *name, const struct metrics_label *labels,
-		   size_t nlabels, uint64_t value)
+                   size_t nlabels, uint64_t value)
 {
 	char v[24];
 
@@ -123,7 +123,7 @@ int metrics_sample(struct buf *out, const char *name, const struct metrics_label
 }
 
 int metrics_sample_i64(struct buf *out, const char *name, const struct metrics_label *labels,
-		       size_t nlabels, int64_t value)
+                       size_t nlabels, int64_t value)
 {
 	char v[24];
 
@@ -132,7 +132,7 @@ int metrics_sample_i64(struct buf *out, const char *name, const struct metrics_l
 }
 
 int metrics_sample_double(struct buf *out, const char *name, const struct metrics_label *labels,
-			  size_t nlabels, double value)
+                          size_t nlabels, double value)
 {
 	char v[32];
 

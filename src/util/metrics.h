@@ -72,12 +72,12 @@ int metrics_family(struct buf *out, const char *name, enum metrics_type type, co
  * labels.  0, or -1 (bad name or label name, too many labels, out of
  * memory: out is left as it was). */
 int metrics_sample(struct buf *out, const char *name, const struct metrics_label *labels,
-		   size_t nlabels, uint64_t value);
+                   size_t nlabels, uint64_t value);
 int metrics_sample_i64(struct buf *out, const char *name, const struct metrics_label *labels,
-		       size_t nlabels, int64_t value);
+                       size_t nlabels, int64_t value);
 /* A float sample: "%.15g", or "%.17g" when only that reads back exactly;
  * "+Inf", "-Inf", "NaN" (the C locale's decimal point: sluiced sets none). */
 int metrics_sample_double(struct buf *out, const char *name, const struct metrics_label *labels,
-			  size_t nlabels, double value);
+                          size_t nlabels, double value);
 
 #endif

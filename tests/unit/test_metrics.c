@@ -22,7 +22,7 @@ static void test_names(void **state)
 	} cases[] = {
 	    {"sluice_smtp_sessions_total", 1, 1},
 	    {"_x", 1, 1},
-	    {"a:b", 1, 0},  /* colons: metric names only */
+	    {"a:b", 1, 0}, /* colons: metric names only */
 	    {":a", 1, 0},
 	    {"__reserved", 1, 0}, /* "__" labels are Prometheus' own */
 	    {"A9", 1, 1},
@@ -56,13 +56,14 @@ static void test_format(void **state)
 	assert_int_equal(metrics_sample(&b, "x_total", two, 2, UINT64_MAX), 0);
 	assert_int_equal(metrics_family(&b, "g", METRICS_GAUGE, NULL), 0);
 	assert_int_equal(metrics_sample_i64(&b, "g", two, 1, -42), 0);
-	assert_string_equal(b.data, "# HELP x_total Things done.\n"
-				    "# TYPE x_total counter\n"
-				    "x_total 0\n"
-				    "x_total{kind=\"credential\",level=\"hold\"} 18446744073709551615\n"
-				    "# HELP g \n"
-				    "# TYPE g gauge\n"
-				    "g{kind=\"credential\"} -42\n");
+	assert_string_equal(b.data,
+	                    "# HELP x_total Things done.\n"
+	                    "# TYPE x_total counter\n"
+	                    "x_total 0\n"
+	                    "x_total{kind=\"credential\",level=\"hold\"} 18446744073709551615\n"
+	                    "# HELP g \n"
+	                    "# TYPE g gauge\n"
+	                    "g{kind=\"credential\"} -42\n");
 	buf_free(&b);
 }
 
@@ -72,12 +73,8 @@ static void test_doubles(void **state)
 		double v;
 		const char *want;
 	} cases[] = {
-	    {0, "d 0\n"},
-	    {1.5, "d 1.5\n"},
-	    {0.1, "d 0.1\n"},
-	    {-2, "d -2\n"},
-	    {1e300, "d 1e+300\n"},
-	    {1764500000.25, "d 1764500000.25\n"},
+	    {0, "d 0\n"},   {1.5, "d 1.5\n"},      {0.1, "d 0.1\n"},
+	    {-2, "d -2\n"}, {1e300, "d 1e+300\n"}, {1764500000.25, "d 1764500000.25\n"},
 	};
 	struct buf b = BUF_INIT;
 
@@ -110,14 +107,16 @@ static void test_escaping(void **state)
 	/* HELP: backslash and line feed escaped, quotes kept as they are */
 	assert_int_equal(metrics_family(&b, "e", METRICS_GAUGE, "a \\ b \"c\"\nd"), 0);
 	assert_int_equal(metrics_sample(&b, "e", l, 1, 7), 0);
-	assert_string_equal(b.data,
-			    "# HELP e a \\\\ b \"c\"\\nd\n"
-			    "# TYPE e gauge\n"
-			    "e{v=\"back\\\\slash \\\"quoted\\\"\\nnext line caf\xc3\xa9 {a=\\\"b\\\"},\"} 7\n");
+	assert_string_equal(
+	    b.data,
+	    "# HELP e a \\\\ b \"c\"\\nd\n"
+	    "# TYPE e gauge\n"
+	    "e{v=\"back\\\\slash \\\"quoted\\\"\\nnext line caf\xc3\xa9 {a=\\\"b\\\"},\"} 7\n");
 	/* empty value, and only specials */
 	buf_reset(&b);
 	assert_int_equal(metrics_sample(&b, "e", (struct metrics_label[]){{"v", ""}}, 1, 1), 0);
-	assert_int_equal(metrics_sample(&b, "e", (struct metrics_label[]){{"v", "\\\"\n"}}, 1, 2), 0);
+	assert_int_equal(metrics_sample(&b, "e", (struct metrics_label[]){{"v", "\\\"\n"}}, 1, 2),
+	                 0);
 	assert_string_equal(b.data, "e{v=\"\"} 1\ne{v=\"\\\\\\\"\\n\"} 2\n");
 	buf_free(&b);
 }
@@ -216,17 +215,17 @@ static void test_daemon_set(void **state)
 {
 	struct daemon_metrics *m = daemon_metrics_new(1764500000.5);
 	struct config_listener sub = {.mode = CONFIG_MODE_SUBMISSION, .tls = CONFIG_TLS_STARTTLS},
-			       smtps = {.mode = CONFIG_MODE_SUBMISSION, .tls = CONFIG_TLS_IMPLICIT},
-			       relay = {.mode = CONFIG_MODE_RELAY, .tls = CONFIG_TLS_STARTTLS};
-	struct daemon_metrics_read rd = {.queue_messages = 7,
-					 .spool = {.batches = 3, .fsyncs = 4},
-					 .delivery = 1,
-					 .deliver = {.delivered = 5, .deferred = 6, .bounced = 1,
-						     .connections = 2},
-					 .dkim_rsa = 9,
-					 .dkim_ed25519 = 8,
-					 .dkim_failed = 1,
-					 .contain = 1};
+	                       smtps = {.mode = CONFIG_MODE_SUBMISSION, .tls = CONFIG_TLS_IMPLICIT},
+	                       relay = {.mode = CONFIG_MODE_RELAY, .tls = CONFIG_TLS_STARTTLS};
+	struct daemon_metrics_read rd = {
+	    .queue_messages = 7,
+	    .spool = {.batches = 3, .fsyncs = 4},
+	    .delivery = 1,
+	    .deliver = {.delivered = 5, .deferred = 6, .bounced = 1, .connections = 2},
+	    .dkim_rsa = 9,
+	    .dkim_ed25519 = 8,
+	    .dkim_failed = 1,
+	    .contain = 1};
 	struct scan_verdict v = {.action = SCAN_REFUSE, .ran = {1, 1}};
 	struct buf b = BUF_INIT;
 
@@ -271,19 +270,22 @@ static void test_daemon_set(void **state)
 	check_structure(b.data);
 	assert_non_null(strstr(b.data, "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1\n"));
 	assert_non_null(strstr(b.data, "sluice_start_time_seconds 1764500000.5\n"));
-	assert_int_equal(value_of(b.data, "sluice_smtp_sessions_total{listener=\"submission\"}"), 2);
+	assert_int_equal(value_of(b.data, "sluice_smtp_sessions_total{listener=\"submission\"}"),
+	                 2);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions_total{listener=\"smtps\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions_total{listener=\"relay\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions{listener=\"submission\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions{listener=\"relay\"}"), 0);
 	assert_int_equal(value_of(b.data, "sluice_smtp_auth_successes_total"), 2);
-	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"credentials\"}"),
-			 1);
+	assert_int_equal(
+	    value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"credentials\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"other\"}"), 1);
-	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"suspended\"}"), 0);
+	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"suspended\"}"),
+	                 0);
 	assert_int_equal(value_of(b.data, "sluice_smtp_messages_accepted_total"), 2);
 	assert_int_equal(value_of(b.data, "sluice_smtp_recipients_accepted_total"), 5);
-	assert_int_equal(value_of(b.data, "sluice_smtp_refusals_total{reason=\"relay-denied\"}"), 1);
+	assert_int_equal(value_of(b.data, "sluice_smtp_refusals_total{reason=\"relay-denied\"}"),
+	                 1);
 	assert_int_equal(
 	    value_of(b.data, "sluice_smtp_refusals_total{reason=\"messages_per_minute\"}"), 2);
 	assert_int_equal(value_of(b.data, "sluice_smtp_refusals_total{reason=\"quota_month\"}"), 1);
@@ -297,25 +299,21 @@ static void test_daemon_set(void **state)
 	assert_int_equal(
 	    value_of(b.data, "sluice_delivery_recipients_total{outcome=\"delivered\"}"), 5);
 	assert_int_equal(value_of(b.data, "sluice_delivery_recipients_total{outcome=\"deferred\"}"),
-			 6);
+	                 6);
 	assert_int_equal(value_of(b.data, "sluice_delivery_recipients_total{outcome=\"bounced\"}"),
-			 1);
+	                 1);
 	assert_int_equal(value_of(b.data, "sluice_delivery_connections"), 2);
 	assert_int_equal(
-	    value_of(b.data,
-		     "sluice_contain_changes_total{kind=\"credential\",level=\"hold\"}"),
+	    value_of(b.data, "sluice_contain_changes_total{kind=\"credential\",level=\"hold\"}"),
 	    1);
 	assert_int_equal(
-	    value_of(b.data,
-		     "sluice_contain_changes_total{kind=\"credential\",level=\"suspend\"}"),
+	    value_of(b.data, "sluice_contain_changes_total{kind=\"credential\",level=\"suspend\"}"),
 	    1);
 	assert_int_equal(
-	    value_of(b.data,
-		     "sluice_contain_changes_total{kind=\"credential\",level=\"none\"}"),
+	    value_of(b.data, "sluice_contain_changes_total{kind=\"credential\",level=\"none\"}"),
 	    1);
 	assert_int_equal(
-	    value_of(b.data,
-		     "sluice_contain_changes_total{kind=\"tenant\",level=\"throttle\"}"),
+	    value_of(b.data, "sluice_contain_changes_total{kind=\"tenant\",level=\"throttle\"}"),
 	    1);
 	assert_int_equal(
 	    value_of(b.data, "sluice_contain_changes_total{kind=\"tenant\",level=\"hold\"}"), 0);
@@ -333,8 +331,8 @@ static void test_daemon_set(void **state)
 	    value_of(b.data, "sluice_scan_results_total{scanner=\"rspamd\",outcome=\"clean\"}"), 0);
 	assert_int_equal(value_of(b.data, "sluice_scan_verdicts_total{action=\"refuse\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_scan_verdicts_total{action=\"accept\"}"), 1);
-	assert_int_equal(
-	    value_of(b.data, "sluice_dkim_signatures_total{algorithm=\"rsa-sha256\"}"), 9);
+	assert_int_equal(value_of(b.data, "sluice_dkim_signatures_total{algorithm=\"rsa-sha256\"}"),
+	                 9);
 	assert_int_equal(
 	    value_of(b.data, "sluice_dkim_signatures_total{algorithm=\"ed25519-sha256\"}"), 8);
 	assert_int_equal(value_of(b.data, "sluice_dkim_failures_total"), 1);
@@ -389,11 +387,11 @@ static void test_threads(void **state)
 	assert_int_equal(daemon_metrics_render(m, &rd, &b), 0);
 	assert_int_equal(value_of(b.data, "sluice_smtp_messages_accepted_total"), THREADS * BUMPS);
 	assert_int_equal(value_of(b.data, "sluice_smtp_recipients_accepted_total"),
-			 2 * THREADS * BUMPS);
+	                 2 * THREADS * BUMPS);
 	assert_int_equal(value_of(b.data, "sluice_smtp_refusals_total{reason=\"suppressed\"}"),
-			 THREADS * BUMPS);
+	                 THREADS * BUMPS);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions_total{listener=\"relay\"}"),
-			 THREADS * BUMPS);
+	                 THREADS * BUMPS);
 	assert_int_equal(value_of(b.data, "sluice_smtp_sessions{listener=\"relay\"}"), 0);
 	buf_free(&b);
 	daemon_metrics_free(&m);
@@ -402,9 +400,9 @@ static void test_threads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_names),    cmocka_unit_test(test_format),
-	    cmocka_unit_test(test_doubles),  cmocka_unit_test(test_escaping),
-	    cmocka_unit_test(test_refused),  cmocka_unit_test(test_daemon_set),
+	    cmocka_unit_test(test_names),   cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_doubles), cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_refused), cmocka_unit_test(test_daemon_set),
 	    cmocka_unit_test(test_threads),
 	};
 

@@ -7,9 +7,10 @@
  * group commit) leave the session waiting with its socket idle; their
  * results come back through daemon_complete() and session_complete().
  * A session is freed only when nothing is pending for it, so a late
- * completion never touches freed memory.
+ * completion never touches freed memory.  AUTH is in session_auth.c, the
+ * policy's checks of each transaction in session_policy.c.
  */
-#include "cmd/daemon.h"
+#include "cmd/session_int.h"
 #include "cmd/signer.h"
 #include "message/message.h"
 #include "smtp/smtp.h"
@@ -18,63 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SESSION_READ_CHUNK 4096
-
-enum session_wait {
-	WAIT_NONE,
-	WAIT_AUTH,    /* argon2 pool */
-	WAIT_SPOOL,   /* group commit */
-	WAIT_SCAN,    /* content scanners (scan/), on this loop */
-};
-
-struct session {
-	struct sluiced *d;
-	struct session *prev, *next;
-	struct daemon_listener *listener;
-	struct net_conn conn;
-	struct event *ev;
-	struct smtp_server *smtp;
-	uint64_t id;
-	struct sockaddr_storage ss;
-	char addr[NET_ADDR_STRLEN];
-
-	enum session_wait wait;
-	int handshake;        /* TLS handshake in progress */
-	int after_starttls;   /* the handshake follows STARTTLS (not implicit) */
-	int closing;          /* flush output, then close */
-	int refused;          /* refused at connect: no banner after implicit TLS */
-	int greet_pending;    /* in the listener's greet_pause: s->ev is a timer */
-	int dead;             /* connection gone; free when nothing is pending */
-	int ip_counted;
-
-	/* who sends: from AUTH, or from a trusted network on the relay */
-	int64_t tenant_id;
-	char tenant[STORE_NAME_MAX + 1];
-	char auth_user[STORE_NAME_MAX + 1];
-	int64_t credential_id;      /* the login's, after AUTH */
-	struct policy_txn txn;      /* limits reserved by this transaction */
-	const char *data_refusal;   /* usage reason of a DATA refusal, "data" when unset */
-	/* AUTH in flight: the stored hash, to cache a success */
-	char *auth_hash;
-	char *auth_password;
-
-	uint32_t messages;
-
-	/* content scanners: the job, then its verdict for session_scan() */
-	struct scan_job *scan;
-	struct smtp_server_event scan_ev; /* the DATA event, data still the SMTP session's */
-	int scan_ready;
-	int scan_hold;
-	enum scan_action scan_action;
-	int scan_code;
-	char scan_enhanced[16];
-	char scan_text[256];
-	const char *scan_reason;
-	char scan_id[SPOOL_ID_LEN + 1]; /* the queue id the scanners were told */
-};
 
 struct ip_count {
 	struct ip_count *next;
@@ -82,12 +29,8 @@ struct ip_count {
 	uint32_t n;
 };
 
-static void session_run(struct session *s);
 static void session_greet(struct session *s);
-static void auth_done(void *ctx, int ok);
-static void session_auth_finish(struct session *s, int ok);
 static void session_arm(struct session *s, short what);
-static int session_auth_network(struct session *s, const struct store_credential *cred);
 
 /* ---- connections per client address ----------------------------------- */
 
@@ -150,7 +93,7 @@ static void ip_release(struct sluiced *d, const char *addr)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static void session_free(struct session *s)
+void session_free(struct session *s)
 {
 	struct sluiced *d = s->d;
 
@@ -255,301 +198,7 @@ static int session_flush(struct session *s)
 	}
 }
 
-/* ---- decisions ---------------------------------------------------------- */
-
-static void session_auth(struct session *s, const struct smtp_server_event *ev)
-{
-	struct sluiced *d = s->d;
-	struct store_credential cred;
-	char *err = NULL;
-	int64_t now = util_wall_seconds();
-	const char *user = ev->u.auth.username;
-	int r;
-
-	/* RFC 4616 section 2: an authorization identity other than the
-	 * authentication identity must fail; sluice has no proxy users. */
-	if (ev->u.auth.authzid != NULL && ev->u.auth.authzid[0] != '\0' &&
-	    strcmp(ev->u.auth.authzid, user) != 0) {
-		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=authzid",
-			 (unsigned long long)s->id, s->addr, user);
-		daemon_metrics_auth(d->metrics, "authzid");
-		smtp_server_decide(s->smtp, 535, "5.7.8",
-				   "Authorization identity must be empty or the user name");
-		return;
-	}
-	switch (auth_limiter_check(d->auth_limiter, s->addr, user, now)) {
-	case AUTH_LIMIT_IP:
-		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=ip-limit",
-			 (unsigned long long)s->id, s->addr, user);
-		daemon_metrics_auth(d->metrics, "rate-limit");
-		smtp_server_decide(s->smtp, 421, "4.7.0",
-				   "Too many failed logins from your address, try again later");
-		return;
-	case AUTH_LIMIT_USER:
-		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=user-limit",
-			 (unsigned long long)s->id, s->addr, user);
-		daemon_metrics_auth(d->metrics, "rate-limit");
-		smtp_server_decide(s->smtp, 454, "4.7.0",
-				   "Too many failed logins for this user, try again later");
-		return;
-	case AUTH_LIMIT_OK:
-		break;
-	}
-
-	r = store_credential_lookup(d->store, user, &cred, &err);
-	if (r < 0) {
-		log_err("session=%016llx auth store error=\"%s\"", (unsigned long long)s->id,
-			err ? err : "?");
-		free(err);
-		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
-		return;
-	}
-	free(err); /* set for "not found" too */
-	free(s->auth_hash);
-	s->auth_hash = NULL;
-	s->tenant_id = 0;
-	s->credential_id = 0;
-	util_strlcpy(s->auth_user, user, sizeof s->auth_user);
-	if (r == 0) {
-		s->auth_hash = strdup(cred.hash);
-		s->tenant_id = cred.tenant_id;
-		util_strlcpy(s->auth_user, cred.username, sizeof s->auth_user);
-	}
-	s->auth_password = strdup(ev->u.auth.password);
-	if (r == 0 && s->auth_password != NULL &&
-	    auth_cache_check(d->auth_cache, user, ev->u.auth.password, cred.hash, now)) {
-		/* Decide here, synchronously: going through session_complete()
-		 * would run the session re-entrantly from inside session_run(). */
-		session_auth_finish(s, 1);
-		return;
-	}
-	if (s->auth_password == NULL ||
-	    auth_pool_submit(d->auth_pool, s->auth_hash, ev->u.auth.password, auth_done, s) < 0) {
-		log_err("session=%016llx auth pool submit failed", (unsigned long long)s->id);
-		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
-		return;
-	}
-	s->wait = WAIT_AUTH;
-}
-
-static void auth_done(void *ctx, int ok)
-{
-	struct session *s = ctx;
-	struct daemon_completion *c = calloc(1, sizeof *c);
-
-	if (c == NULL)
-		log_panic("out of memory queueing an auth completion");
-	c->kind = COMPLETION_AUTH;
-	c->session = s;
-	c->status = ok;
-	daemon_complete(s->d, c);
-}
-
-static void session_auth_finish(struct session *s, int ok)
-{
-	struct sluiced *d = s->d;
-	struct store_credential cred;
-	char *err = NULL;
-	int64_t now = util_wall_seconds();
-	const char *user = s->auth_user;
-
-	s->wait = WAIT_NONE;
-	if (s->dead)
-		goto out;
-	if (!ok || s->auth_hash == NULL) {
-		auth_limiter_fail(d->auth_limiter, s->addr, s->auth_user, now);
-		log_warn("session=%016llx auth failed client=%s user=\"%s\"",
-			 (unsigned long long)s->id, s->addr, s->auth_user);
-		daemon_metrics_auth(d->metrics, "credentials");
-		s->tenant_id = 0;
-		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
-		goto out;
-	}
-	/* Re-read: the tenant may have been suspended while argon2 ran. */
-	if (store_credential_lookup(d->store, user, &cred, &err) != 0) {
-		free(err);
-		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
-		goto out;
-	}
-	auth_cache_add(d->auth_cache, user, s->auth_password, s->auth_hash, now);
-	if (cred.tenant_suspended || cred.suspended) {
-		struct store_tenant t;
-		log_warn("session=%016llx auth refused client=%s user=\"%s\" reason=suspended",
-			 (unsigned long long)s->id, s->addr, user);
-		daemon_metrics_auth(d->metrics, "suspended");
-		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0)
-			free(err);
-		s->tenant_id = 0;
-		smtp_server_decide(s->smtp, 535, "5.7.8",
-				   "Account suspended; contact your provider");
-		goto out;
-	}
-	{
-		struct store_tenant t;
-		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0) {
-			free(err);
-			s->tenant_id = 0;
-			smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
-			goto out;
-		}
-		util_strlcpy(s->tenant, t.name, sizeof s->tenant);
-	}
-	if (session_auth_network(s, &cred) < 0)
-		goto out;
-	s->credential_id = cred.id;
-	auth_limiter_success(d->auth_limiter, user);
-	log_info("session=%016llx auth ok client=%s user=\"%s\" tenant=%s",
-		 (unsigned long long)s->id, s->addr, user, s->tenant);
-	daemon_metrics_auth(d->metrics, NULL);
-	smtp_server_decide(s->smtp, 235, "2.7.0", "Authentication successful");
-out:
-	if (s->auth_password) {
-		util_wipe(s->auth_password, strlen(s->auth_password));
-		free(s->auth_password);
-		s->auth_password = NULL;
-	}
-	free(s->auth_hash);
-	s->auth_hash = NULL;
-}
-
-/* The client as the policy sees it. */
-static struct policy_client session_client(const struct session *s)
-{
-	return (struct policy_client){
-	    .tenant_id = s->tenant_id,
-	    .tenant = s->tenant,
-	    .submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
-	    .credential_id = s->credential_id,
-	    .user = s->credential_id ? s->auth_user : NULL,
-	};
-}
-
-static int64_t session_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Count a refusal in the tenant's usage (refused:REASON). */
-static void session_refused(struct session *s, const char *reason)
-{
-	daemon_metrics_refused(s->d->metrics, reason);
-	policy_usage_refused(s->d->usage, s->tenant_id, s->credential_id, reason,
-			     util_wall_seconds());
-}
-
-/* After a good password: the login's bound networks (refuse or flag, per
- * credential_network_mode) and whether its network is new.  A refusal is
- * the reply a wrong password gets, counted as a failure: the client
- * learns nothing it could use.  0 go on, -1 decided. */
-static int session_auth_network(struct session *s, const struct store_credential *cred)
-{
-	struct sluiced *d = s->d;
-	char net[STORE_CIDR_MAX + 1];
-	int outside = 0, isnew = 0, refuse = !d->cfg.policy.credential_network_flag;
-
-	if (policy_auth_network(d->limits, d->store, cred->tenant_id, cred->id,
-				(const struct sockaddr *)&s->ss, refuse, &outside, &isnew, net) < 0) {
-		s->tenant_id = 0;
-		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
-		return -1;
-	}
-	if (isnew)
-		log_warn("session=%016llx auth new-network client=%s user=\"%s\" network=%s",
-			 (unsigned long long)s->id, s->addr, cred->username, net);
-	/* both are signals for containment, refused or not */
-	if (isnew || outside)
-		daemon_contain_auth(d, cred->tenant_id, cred->id, isnew, outside);
-	if (outside && refuse) {
-		log_warn("session=%016llx auth refused client=%s user=\"%s\" "
-			 "reason=outside-bound-networks",
-			 (unsigned long long)s->id, s->addr, cred->username);
-		daemon_metrics_auth(d->metrics, "network");
-		auth_limiter_fail(d->auth_limiter, s->addr, cred->username, util_wall_seconds());
-		s->tenant_id = 0;
-		smtp_server_decide(s->smtp, 535, "5.7.8", "Authentication credentials invalid");
-		return -1;
-	}
-	if (outside)
-		log_warn("session=%016llx auth flagged client=%s user=\"%s\" "
-			 "reason=outside-bound-networks",
-			 (unsigned long long)s->id, s->addr, cred->username);
-	return 0;
-}
-
-/* MAIL, after the sender check: the message rates and SIZE=. */
-static void session_limits_mail(struct session *s, const struct smtp_server_event *ev,
-				struct policy_verdict *v)
-{
-	struct policy_client c = session_client(s);
-	const char *reason = "?";
-
-	policy_limits_mail(s->d->limits, s->d->store, &c, ev->u.mail.size, session_now_us(),
-			   &s->txn, v, &reason);
-	if (v->code / 100 != 2)
-		session_refused(s, reason);
-}
-
-/* RCPT: the suppression list, then the recipient limits and quotas. */
-static void session_rcpt(struct session *s, const struct smtp_server_event *ev)
-{
-	struct policy_client c = session_client(s);
-	struct policy_verdict v;
-	const char *reason = "suppressed";
-	char to[SMTP_PATH_MAX * 2];
-
-	if (policy_check_suppressed(s->d->store, &c, ev->u.rcpt.rcpt, &v) < 0)
-		reason = "store-error";
-	else if (v.code / 100 == 2)
-		policy_limits_rcpt(s->d->limits, s->d->store, &c, session_now_us(), &s->txn, &v,
-				   &reason);
-	else
-		policy_limits_count_refusal(s->d->limits, &c);
-	if (v.code / 100 != 2) {
-		smtp_address_format(ev->u.rcpt.rcpt, to, sizeof to);
-		log_info("session=%016llx rcpt refused client=%s tenant=%s to=<%s> code=%d "
-			 "reason=%s text=\"%s\"",
-			 (unsigned long long)s->id, s->addr, s->tenant, to, v.code, reason, v.text);
-		session_refused(s, reason);
-		if (v.code / 100 == 5 && strcmp(reason, "suppressed") == 0)
-			daemon_contain_failed(s->d, s->id, s->tenant_id, s->tenant,
-					      s->credential_id,
-					      s->credential_id ? s->auth_user : NULL, 1);
-	}
-	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
-}
-
-/* End of DATA: the size limit of the tenant and login.  0 go on, -1
- * decided. */
-static int session_limits_data(struct session *s, const struct smtp_server_event *ev)
-{
-	struct policy_client c = session_client(s);
-	struct policy_verdict v;
-	const char *reason = "?";
-
-	policy_limits_data(s->d->limits, s->d->store, &c, ev->u.data.len, session_now_us(), &v,
-			   &reason);
-	if (v.code / 100 == 2)
-		return 0;
-	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
-		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
-	s->data_refusal = reason;
-	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
-	return -1;
-}
-
-/* After session_data(): a message not on its way to the spool was
- * refused; its reservations go back. */
-static void session_data_after(struct session *s)
-{
-	if (s->wait != WAIT_NONE)
-		return;
-	session_refused(s, s->data_refusal ? s->data_refusal : "data");
-	s->data_refusal = NULL;
-	policy_limits_release(s->d->limits, &s->txn, 0);
-}
+/* ---- the transaction (the checks are in session_policy.c) ------------- */
 
 static void session_mail(struct session *s, const struct smtp_server_event *ev)
 {
@@ -602,42 +251,6 @@ static void spool_done(void *ctx, int status, const char *id)
 	daemon_complete(s->d, c);
 }
 
-/* From:/Sender: must be the tenant's (policy/headers.c): refused before
- * anything is assembled or queued.  The first From: mailbox's domain,
- * which DKIM signs for, goes to from_domain.  0 go on, -1 decided. */
-static int session_data_headers(struct session *s, const struct smtp_server_event *ev,
-				char from_domain[SMTP_DOMAIN_MAX + 1])
-{
-	struct policy_client c = {
-		.tenant_id = s->tenant_id,
-		.tenant = s->tenant,
-		.submission = s->listener->cfg->mode == CONFIG_MODE_SUBMISSION,
-	};
-	struct policy_verdict v;
-	struct policy_headers h;
-	const char *reason = "?";
-
-	from_domain[0] = '\0';
-	if (policy_headers_parse(ev->u.data.data, ev->u.data.len, &h) < 0) {
-		reason = "no-memory";
-		v = (struct policy_verdict){.code = 451, .enhanced = "4.3.0"};
-		util_strlcpy(v.text, "Temporary local problem, try again later", sizeof v.text);
-	} else {
-		/* a store error comes back as a 451 verdict, reason=store-error */
-		policy_headers_check(s->d->store, &c, &h, &v, &reason);
-		if (v.code / 100 == 2 && h.nfrom > 0)
-			util_strlcpy(from_domain, h.from[0].domain, SMTP_DOMAIN_MAX + 1);
-		policy_headers_clear(&h);
-	}
-	if (v.code / 100 == 2)
-		return 0;
-	log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=%s text=\"%s\"",
-		 (unsigned long long)s->id, s->addr, s->tenant, v.code, reason, v.text);
-	s->data_refusal = reason; /* static */
-	smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
-	return -1;
-}
-
 /* To the spool (DKIM, issue 5): through the signer's threads when the
  * From: domain has keys (they sign it, put the signatures on top and
  * spool it: nothing changes it after that), else straight, unsigned, with
@@ -657,143 +270,8 @@ static int session_queue(struct session *s, const char *domain, const struct spo
 	return spool_submit(d->spool, m, spool_done, s);
 }
 
-/* ---- content scanning (scan/) ------------------------------------------ */
 
-static void session_data(struct session *s, const struct smtp_server_event *ev);
-
-static void session_scan_done(void *ctx, const struct scan_verdict *v)
-{
-	struct session *s = ctx;
-	int spam = 0, virus = 0;
-
-	/* spam and viruses are containment's signals, whatever the action */
-	for (int k = 0; k < SCAN_NSCANNERS; k++) {
-		enum scan_outcome o = v->results[k].outcome;
-		if (!v->ran[k])
-			continue;
-		virus |= o == SCAN_OUT_VIRUS;
-		spam |= o == SCAN_OUT_REJECT || o == SCAN_OUT_SOFT_REJECT ||
-			o == SCAN_OUT_ADD_HEADER || o == SCAN_OUT_REWRITE_SUBJECT;
-	}
-	daemon_contain_scan(s->d, s->id, s->tenant_id, s->tenant, s->credential_id, s->auth_user,
-			    spam, virus);
-	daemon_metrics_scan(s->d->metrics, v);
-	s->scan = NULL; /* the job is gone */
-	s->wait = WAIT_NONE;
-	if (s->dead) {
-		session_free(s);
-		return;
-	}
-	s->scan_ready = 1;
-	s->scan_action = v->action;
-	s->scan_code = v->code;
-	s->scan_reason = v->reason;
-	util_strlcpy(s->scan_enhanced, v->enhanced, sizeof s->scan_enhanced);
-	util_strlcpy(s->scan_text, v->text, sizeof s->scan_text);
-	session_data(s, &s->scan_ev); /* again, now with the verdict */
-	session_data_after(s);
-	session_run(s);
-}
-
-static void session_scan_start(struct session *s, const struct smtp_server_event *ev)
-{
-	size_t n = smtp_server_rcpt_count(s->smtp);
-	char from[SMTP_PATH_MAX * 2], (*rcpt)[SMTP_PATH_MAX * 2] = calloc(n ? n : 1, sizeof *rcpt);
-	const char **rcpts = calloc(n ? n : 1, sizeof *rcpts);
-	struct scan_request rq;
-	int r = -1;
-
-	spool_new_id(s->d->spool, s->scan_id);
-	if (rcpt != NULL && rcpts != NULL) {
-		smtp_address_format(smtp_server_sender(s->smtp), from, sizeof from);
-		for (size_t i = 0; i < n; i++) {
-			smtp_address_format(smtp_server_rcpt(s->smtp, i), rcpt[i], sizeof rcpt[i]);
-			rcpts[i] = rcpt[i];
-		}
-		rq = (struct scan_request){
-			.data = ev->u.data.data,
-			.len = ev->u.data.len,
-			.session = s->id,
-			.queue_id = s->scan_id,
-			.sender = from,
-			.rcpts = rcpts,
-			.nrcpts = n,
-			.client_addr = s->addr,
-			.helo = smtp_server_helo(s->smtp),
-			.user = smtp_server_authenticated(s->smtp) ? s->auth_user : NULL,
-			.tenant_id = s->tenant_id,
-			.hostname = s->d->cfg.hostname,
-		};
-		r = scan_start(s->d->scan, &rq, session_scan_done, s, &s->scan);
-	}
-	free(rcpt);
-	free(rcpts);
-	if (r < 0) {
-		smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary local problem, try again later");
-		return;
-	}
-	s->scan_ev = *ev;
-	s->wait = WAIT_SCAN;
-}
-
-/* The scanners' word on the message, at end of DATA after the header
- * checks.  The first call asks them (WAIT_SCAN); session_scan_done() runs
- * session_data() again and this call then applies the verdict.  1 go on
- * and queue (on hold when s->scan_hold), 0 stop (waiting, or decided). */
-static int session_scan(struct session *s, const struct smtp_server_event *ev)
-{
-	s->scan_hold = 0;
-	if (s->d->scan == NULL)
-		return 1;
-	if (!s->scan_ready) {
-		session_scan_start(s, ev);
-		return 0;
-	}
-	s->scan_ready = 0;
-	if (s->scan_action == SCAN_ACCEPT || s->scan_action == SCAN_HOLD) {
-		s->scan_hold = s->scan_action == SCAN_HOLD;
-		return 1;
-	}
-	log_info("queue=%s session=%016llx data refused client=%s tenant=%s code=%d "
-		 "reason=scan-%s text=\"%s\"",
-		 s->scan_id, (unsigned long long)s->id, s->addr, s->tenant, s->scan_code,
-		 s->scan_reason, s->scan_text);
-	s->scan_id[0] = '\0';
-	s->data_refusal = "scan";
-	smtp_server_decide(s->smtp, s->scan_code, s->scan_enhanced, "%s", s->scan_text);
-	return 0;
-}
-
-/* Containment counts the message about to be queued (its recipients in
- * m): HOLD queues it held, SUSPEND refuses it (decided here). */
-static enum policy_contain_level session_contain(struct session *s,
-						 const struct smtp_server_event *ev,
-						 const struct spool_message *m)
-{
-	const char **rcpts = calloc(m->nrcpts ? m->nrcpts : 1, sizeof *rcpts);
-	struct contain_msg cm = {.session_id = s->id, .tenant_id = s->tenant_id,
-				 .credential_id = s->credential_id, .tenant = s->tenant,
-				 .user = s->auth_user, .rcpts = rcpts,
-				 .data = ev->u.data.data, .len = ev->u.data.len};
-	struct policy_verdict v;
-	enum policy_contain_level level;
-
-	if (rcpts == NULL)
-		return POLICY_CONTAIN_NONE; /* counted with the next one */
-	for (size_t i = 0; i < m->nrcpts; i++)
-		rcpts[cm.nrcpts++] = m->rcpts[i].addr;
-	level = daemon_contain_data(s->d, &cm, &v);
-	free(rcpts);
-	if (level == POLICY_CONTAIN_SUSPEND) {
-		log_info("session=%016llx data refused client=%s tenant=%s code=%d reason=contained",
-			 (unsigned long long)s->id, s->addr, s->tenant, v.code);
-		s->data_refusal = "contained";
-		smtp_server_decide(s->smtp, v.code, v.enhanced, "%s", v.text);
-	}
-	return level;
-}
-
-static void session_data(struct session *s, const struct smtp_server_event *ev)
+void session_data(struct session *s, const struct smtp_server_event *ev)
 {
 	struct sluiced *d = s->d;
 	struct spool_message m;
@@ -888,24 +366,6 @@ nomem:
 	smtp_server_decide(s->smtp, 451, "4.3.0", "Temporary local problem, try again later");
 }
 
-/* The spool's answer: a queued message counts as sent (usage, quotas),
- * anything else gives its reservations back. */
-static void session_limits_done(struct session *s, int queued)
-{
-	struct sluiced *d = s->d;
-	int64_t now = util_wall_seconds();
-
-	if (!queued) {
-		policy_limits_release(d->limits, &s->txn, 0);
-		return;
-	}
-	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_messages", 1, now);
-	daemon_metrics_accepted(d->metrics, s->txn.rcpts);
-	policy_usage_count(d->usage, s->tenant_id, s->credential_id, "accepted_recipients",
-			   s->txn.rcpts, now);
-	policy_limits_commit(d->limits, &s->txn);
-}
-
 static void session_spool_finish(struct session *s, int status, const char *id)
 {
 	s->wait = WAIT_NONE;
@@ -989,7 +449,7 @@ static int session_read(struct session *s)
 	return -1;
 }
 
-static void session_run(struct session *s)
+void session_run(struct session *s)
 {
 	struct smtp_server_event ev;
 

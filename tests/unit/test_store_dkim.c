@@ -208,21 +208,9 @@ static void test_migrates_v1(void **state)
 	size_t n = 0;
 	char *err = NULL;
 
-	store_fixture_sql(&f->sf,
-	                  "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
-	                  "CREATE TABLE credentials (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	                  " REFERENCES tenants (id), username TEXT NOT NULL UNIQUE, hash TEXT NOT NULL,"
-	                  " suspended INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL,"
-	                  " updated INTEGER NOT NULL);"
-	                  "CREATE TABLE domains (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	                  " REFERENCES tenants (id), domain TEXT NOT NULL UNIQUE, verified INTEGER NOT"
-	                  " NULL DEFAULT 0, created INTEGER NOT NULL);"
-	                  "CREATE TABLE networks (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL"
-	                  " REFERENCES tenants (id), cidr TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);"
-	                  "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
-	                  "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1);"
-	                  "PRAGMA user_version = 1;");
+	store_fixture_old_file(&f->sf, 1,
+	                       "INSERT INTO tenants VALUES (1, 'acme', 0, 1);"
+	                       "INSERT INTO domains VALUES (1, 1, 'old.example', 1, 1)");
 	open_store(f);
 	assert_int_equal(store_domain_get(f->sf.st, "old.example", &d, &err), 0);
 	assert_true(d.verified);

@@ -15,13 +15,10 @@
 #include <unistd.h>
 
 #include "store/store.h"
-#include "store/store_int.h" /* store_migrations[]: an older file made by hand */
+#include "store_fixture.h"
 
 struct fixture {
-	char dir[64];
-	char path[128];
-	char uri[160];
-	struct store *st;
+	struct store_fixture sf;
 	int64_t acme, beta;
 };
 
@@ -29,15 +26,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof *f);
 
-	if (f == NULL)
-		return -1;
-	strcpy(f->dir, "/tmp/sluice-test-egsample-XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (f == NULL || store_fixture_setup(&f->sf, "egsample") < 0) {
 		free(f);
 		return -1;
 	}
-	snprintf(f->path, sizeof f->path, "%s/store.db", f->dir);
-	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	*state = f;
 	return 0;
 }
@@ -46,25 +38,16 @@ static void open_store(struct fixture *f)
 {
 	char *err = NULL;
 
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_add(f->st, "acme", &f->acme, &err), 0);
-	assert_int_equal(store_tenant_add(f->st, "beta", &f->beta, &err), 0);
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_add(f->sf.st, "acme", &f->acme, &err), 0);
+	assert_int_equal(store_tenant_add(f->sf.st, "beta", &f->beta, &err), 0);
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[200];
 
-	store_close(&f->st);
-	snprintf(p, sizeof p, "%s/store.db", f->dir);
-	unlink(p);
-	snprintf(p, sizeof p, "%s/store.db-wal", f->dir);
-	unlink(p);
-	snprintf(p, sizeof p, "%s/store.db-shm", f->dir);
-	unlink(p);
-	rmdir(f->dir);
+	store_fixture_teardown(&f->sf);
 	free(f);
 	return 0;
 }
@@ -87,7 +70,7 @@ static size_t read_new(struct fixture *f, int64_t *last, struct store_egress_sam
 	char *err = NULL;
 	size_t n = 0;
 
-	assert_int_equal(store_egress_sample_list(f->st, *last, 0, 100, &list, &n, &err), 0);
+	assert_int_equal(store_egress_sample_list(f->sf.st, *last, 0, 100, &list, &n, &err), 0);
 	assert_true(n <= 8);
 	for (size_t i = 0; i < n; i++) {
 		out[i] = list[i];
@@ -113,7 +96,7 @@ static void test_rises_per_tenant(void **state)
 	c[1] = count_of("2001:2::2", f->acme, 5);
 	c[2] = count_of("198.18.1.3", f->beta, 3);
 	c[3] = count_of("198.18.1.9", 0, 50); /* nobody's: kept, not sampled */
-	assert_int_equal(store_egress_sample_add(f->st, c, 4, 1000, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 4, 1000, &ns, &err), 0);
 	assert_int_equal(ns, 2);
 	assert_int_equal(read_new(f, &last, got), 2);
 	assert_int_equal(got[0].tenant_id, f->acme);
@@ -127,7 +110,7 @@ static void test_rises_per_tenant(void **state)
 
 	/* a minute on: only the rise; beta did not move, so no row */
 	c[0].packets = 17;
-	assert_int_equal(store_egress_sample_add(f->st, c, 4, 1060, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 4, 1060, &ns, &err), 0);
 	assert_int_equal(ns, 1);
 	assert_int_equal(read_new(f, &last, got), 1);
 	assert_int_equal(got[0].attempts, 7);
@@ -137,22 +120,22 @@ static void test_rises_per_tenant(void **state)
 	 * started again and all 2 are new; the IPv6 source rose from 5 to 9 */
 	c[0].packets = 2;
 	c[1].packets = 9;
-	assert_int_equal(store_egress_sample_add(f->st, c, 4, 1120, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 4, 1120, &ns, &err), 0);
 	assert_int_equal(read_new(f, &last, got), 1);
 	assert_int_equal(got[0].attempts, 6);
 	assert_int_equal(got[0].sources, 2);
 
 	/* the same counts again: nothing */
-	assert_int_equal(store_egress_sample_add(f->st, c, 4, 1180, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 4, 1180, &ns, &err), 0);
 	assert_int_equal(ns, 0);
 	assert_int_equal(read_new(f, &last, got), 0);
 
 	/* a reboot: the table is gone (no sources at all), then back with
 	 * fresh counters that happen to be higher than before */
-	assert_int_equal(store_egress_sample_add(f->st, NULL, 0, 1240, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, NULL, 0, 1240, &ns, &err), 0);
 	assert_int_equal(ns, 0);
 	c[2].packets = 4; /* was 3 before the reboot: all 4 are new */
-	assert_int_equal(store_egress_sample_add(f->st, &c[2], 1, 1300, &ns, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, &c[2], 1, 1300, &ns, &err), 0);
 	assert_int_equal(read_new(f, &last, got), 1);
 	assert_int_equal(got[0].tenant_id, f->beta);
 	assert_int_equal(got[0].attempts, 4);
@@ -161,11 +144,11 @@ static void test_rises_per_tenant(void **state)
 	{
 		struct store_egress_sample *list = NULL;
 		size_t n = 0;
-		assert_int_equal(store_egress_sample_list(f->st, 0, 1100, 100, &list, &n, &err), 0);
+		assert_int_equal(store_egress_sample_list(f->sf.st, 0, 1100, 100, &list, &n, &err), 0);
 		assert_int_equal(n, 2);
 		assert_true(list[0].at >= 1100);
 		free(list);
-		assert_int_equal(store_egress_sample_list(f->st, 0, 0, 1, &list, &n, &err), 0);
+		assert_int_equal(store_egress_sample_list(f->sf.st, 0, 0, 1, &list, &n, &err), 0);
 		assert_int_equal(n, 1);
 		free(list);
 	}
@@ -182,23 +165,23 @@ static void test_bad_input_and_old_rows(void **state)
 	open_store(f);
 	c[0] = count_of("198.18.1.2", f->acme, 1);
 	c[1] = count_of("", f->acme, 1);
-	assert_int_equal(store_egress_sample_add(f->st, c, 2, 1000, NULL, &err), -1);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 2, 1000, NULL, &err), -1);
 	assert_non_null(err);
 	free(err);
 	err = NULL;
 	/* refused whole: the first source was not written either */
-	assert_int_equal(store_egress_sample_add(f->st, c, 1, 1000, NULL, &err), 0);
-	assert_int_equal(store_egress_sample_list(f->st, 0, 0, 10, &list, &n, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 1, 1000, NULL, &err), 0);
+	assert_int_equal(store_egress_sample_list(f->sf.st, 0, 0, 10, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(list[0].attempts, 1);
 	free(list);
-	assert_int_equal(store_egress_sample_add(f->st, c, 1, 0, NULL, &err), -1);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 1, 0, NULL, &err), -1);
 	free(err);
 	err = NULL;
 	/* 31 days on, the old row is dropped */
 	c[0].packets = 2;
-	assert_int_equal(store_egress_sample_add(f->st, c, 1, 1000 + 31 * 86400, NULL, &err), 0);
-	assert_int_equal(store_egress_sample_list(f->st, 0, 0, 10, &list, &n, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, c, 1, 1000 + 31 * 86400, NULL, &err), 0);
+	assert_int_equal(store_egress_sample_list(f->sf.st, 0, 0, 10, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(list[0].at, 1000 + 31 * 86400);
 	free(list);
@@ -213,25 +196,15 @@ static void test_migrates_v5(void **state)
 	struct store_tenant t;
 	char *err = NULL;
 	size_t n = 0;
-	sqlite3 *db;
 
-	assert_true(store_migrations_count >= 6);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	for (size_t i = 0; i < 5; i++)
-		assert_int_equal(sqlite3_exec(db, store_migrations[i], NULL, NULL, NULL),
-		                 SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                              "INSERT INTO tenants (id, name, suspended, created)"
-	                              " VALUES (1, 'old', 0, 1); PRAGMA user_version = 5;",
-	                              NULL, NULL, NULL),
-	                 SQLITE_OK);
-	sqlite3_close(db);
-	if (store_open(f->uri, &f->st, &err) != 0)
-		fail_msg("store_open: %s", err ? err : "?");
-	assert_int_equal(store_tenant_get(f->st, "old", &t, &err), 0);
+	store_fixture_old_file(&f->sf, 5,
+	                       "INSERT INTO tenants (id, name, suspended, created)"
+	                       " VALUES (1, 'old', 0, 1)");
+	store_fixture_open(&f->sf);
+	assert_int_equal(store_tenant_get(f->sf.st, "old", &t, &err), 0);
 	c = count_of("198.18.1.2", t.id, 3);
-	assert_int_equal(store_egress_sample_add(f->st, &c, 1, 500, NULL, &err), 0);
-	assert_int_equal(store_egress_sample_list(f->st, 0, 0, 10, &list, &n, &err), 0);
+	assert_int_equal(store_egress_sample_add(f->sf.st, &c, 1, 500, NULL, &err), 0);
+	assert_int_equal(store_egress_sample_list(f->sf.st, 0, 0, 10, &list, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].tenant, "old");
 	assert_int_equal(list[0].attempts, 3);

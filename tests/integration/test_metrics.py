@@ -347,3 +347,28 @@ def test_scanner_down_counted(sluice_factory):
     assert deltas(before, after, "sluice_smtp_refusals_total") == {L(reason="scan"): 1}
     assert deltas(before, after, "sluice_smtp_messages_accepted_total") == {}
     assert_clean_exit(sl)
+
+
+def test_malformed_requests_leave_it_serving(sluice_factory):
+    """evhttp (libevent's parser, not sluice's) answers or drops malformed requests;
+    sluiced serves on and stops cleanly."""
+    sl = metrics_sluice(sluice_factory)
+    bad = [b"\r\n\r\n", b"GET\r\n\r\n", b"GET /metrics HTTP/9.9\r\n\r\n",
+           b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+           b"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+           b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET /" + b"m" * 20000 + b" HTTP/1.0\r\n\r\n",
+           b"GET /metrics\x00 HTTP/1.0\r\n\r\n", b"\xff\xfe\xfd" * 100 + b"\r\n\r\n",
+           b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 2000 + b"\r\n"]
+    for req in bad:
+        with socket.create_connection(("127.0.0.1", sl.metrics_port), timeout=15) as s:
+            try:
+                s.sendall(req)
+                s.shutdown(socket.SHUT_WR)
+                for _ in range(100):
+                    if not s.recv(65536):
+                        break
+            except (ConnectionResetError, BrokenPipeError, socket.timeout):
+                pass
+        assert sl.running(), (req[:40], sl.log_tail(20))
+    assert scrape(sl).value("sluice_build_info", version="0.1.0") == 1
+    assert_clean_exit(sl)

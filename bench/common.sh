@@ -288,6 +288,42 @@ source_cmd() { # PORT MODE(c|d)
 	echo smtp-source $d -c -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$1"
 }
 
+# ---- report ---------------------------------------------------------------
+# FILE [KEY=VALUE ...]: the run's machine, versions and settings as JSON, for
+# the report scripts; KEY=VALUE pairs are added as they are.
+bench_meta() {
+	local out=$1
+	shift
+	"$PY" - "$out" "$SLUICE" "$build: buildtype=$buildtype; HEAD was $commit when the run started" \
+		"$MSGS x $SIZE-byte body, $SESSIONS sessions, $RUNS rounds (Postfix/sluice order alternating)" \
+		"$(source_cmd PORT c)" "$(source_cmd PORT d)" "$@" <<'EOF'
+import json, os, platform, subprocess, sys, time
+out, sluice, build, messages, load_c, load_d, *extra = sys.argv[1:]
+def sh(*c):
+    try:
+        return subprocess.run(c, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return "?"
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+              if l.startswith("model name")), "?")
+mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+meta = {
+    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    "machine": f"{os.cpu_count()} CPUs ({model}), {mem} MiB",
+    "kernel": platform.release(),
+    "postfix": sh("postconf", "-dh", "mail_version"),
+    "sluice": sh(sluice, "--version") or "?",
+    "build": build,
+    "messages": messages,
+    "load_c": load_c,
+    "load_d": load_d,
+    "sink": "smtp-sink -u nobody -c 127.0.0.1:SINKPORT 1000",
+}
+meta.update((k, v.strip()) for k, v in (kv.split("=", 1) for kv in extra))
+json.dump(meta, open(out, "w"))
+EOF
+}
+
 json_get() { # KEY: that key of the JSON object on stdin
 	"$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }

@@ -13,19 +13,9 @@ RESULTS.jsonl has one object per timed run (written by relay.sh):
 Prints the figures and returns 1 if any run failed its checks.
 """
 import json
-import statistics
 import sys
 
-
-def median(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, nd=0):
-    if x is None:
-        return "-"
-    return f"{x:,.{nd}f}"
+from report import fmt, median  # bench/report.py: the same figures' helpers
 
 
 def main():

@@ -228,28 +228,7 @@ fi
 stop_sluiced
 
 # ---- report ---------------------------------------------------------------
-"$PY" - "$tmp/meta.json" <<EOF
-import json, os, platform, subprocess, sys, time
-def sh(*c):
-    try:
-        return subprocess.run(c, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:
-        return "?"
-model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-json.dump({
-    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-    "machine": f"{os.cpu_count()} CPUs ({model}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 20} MiB",
-    "kernel": platform.release(),
-    "postfix": sh("postconf", "-dh", "mail_version"),
-    "sluice": sh("$SLUICE", "--version") or "?",
-    "build": "$build: buildtype=$buildtype; HEAD was $commit when the run started",
-    "messages": "$MSGS x $SIZE-byte body, $SESSIONS sessions, $RUNS rounds (Postfix/sluice order alternating)",
-    "load_c": "$(source_cmd PORT c)",
-    "load_d": "$(source_cmd PORT d)",
-    "sink": "smtp-sink -u nobody -c 127.0.0.1:SINKPORT 1000",
-    "runs": "$RUNS",
-}, open(sys.argv[1], "w"))
-EOF
+bench_meta "$tmp/meta.json" "runs=$RUNS"
 report_rc=0
 "$PY" "$here/report.py" "$results" "$idle_json" "$tmp/meta.json" || report_rc=$?
 cp "$results" "$tmp/logs/" 2>/dev/null || true

@@ -10,6 +10,8 @@ pkgs=(
 	nsd ldnsutils python3-aiosmtpd python3-dnspython dns-root-data python3-dkim python3-nacl
 	# Prometheus' own text-format parser reads /metrics in tests/integration/test_metrics.py
 	python3-prometheus-client
+	# reads the egress block's nflog lines in tests/integration/test_egress.py
+	tcpdump
 	# the real scanners tests/integration/test_scan.py starts with configs of its own
 	clamav-daemon rspamd
 )

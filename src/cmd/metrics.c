@@ -14,8 +14,8 @@
 enum { KIND_SUBMISSION, KIND_SMTPS, KIND_RELAY, NKINDS };
 static const char *const kind_names[NKINDS] = {"submission", "smtps", "relay"};
 
-static const char *const auth_failures[] = {"credentials", "suspended", "network",
-                                            "rate-limit",  "authzid",   "other"};
+static const char *const auth_failures[] = {"credentials", "suspended", "network", "rate-limit",
+                                            "authzid",     "temporary", "other"};
 #define NAUTH (sizeof auth_failures / sizeof auth_failures[0])
 
 /* Refusals sluiced logs, besides the limit names (config_policy_limit_

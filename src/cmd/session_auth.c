@@ -58,6 +58,7 @@ void session_auth(struct session *s, const struct smtp_server_event *ev)
 		log_err("session=%016llx auth store error=\"%s\"", (unsigned long long)s->id,
 			err ? err : "?");
 		free(err);
+		daemon_metrics_auth(d->metrics, "temporary");
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		return;
 	}
@@ -83,6 +84,7 @@ void session_auth(struct session *s, const struct smtp_server_event *ev)
 	if (s->auth_password == NULL ||
 	    auth_pool_submit(d->auth_pool, s->auth_hash, ev->u.auth.password, auth_done, s) < 0) {
 		log_err("session=%016llx auth pool submit failed", (unsigned long long)s->id);
+		daemon_metrics_auth(d->metrics, "temporary");
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		return;
 	}
@@ -125,6 +127,7 @@ void session_auth_finish(struct session *s, int ok)
 	/* Re-read: the tenant may have been suspended while argon2 ran. */
 	if (store_credential_lookup(d->store, user, &cred, &err) != 0) {
 		free(err);
+		daemon_metrics_auth(d->metrics, "temporary");
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		goto out;
 	}
@@ -146,6 +149,7 @@ void session_auth_finish(struct session *s, int ok)
 		if (store_tenant_get_id(d->store, cred.tenant_id, &t, &err) != 0) {
 			free(err);
 			s->tenant_id = 0;
+			daemon_metrics_auth(d->metrics, "temporary");
 			smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 			goto out;
 		}
@@ -182,6 +186,7 @@ static int session_auth_network(struct session *s, const struct store_credential
 	if (policy_auth_network(d->limits, d->store, cred->tenant_id, cred->id,
 				(const struct sockaddr *)&s->ss, refuse, &outside, &isnew, net) < 0) {
 		s->tenant_id = 0;
+		daemon_metrics_auth(d->metrics, "temporary");
 		smtp_server_decide(s->smtp, 454, "4.7.0", "Temporary authentication failure");
 		return -1;
 	}

@@ -241,6 +241,8 @@ static void test_daemon_set(void **state)
 	daemon_metrics_auth(m, NULL);
 	daemon_metrics_auth(m, "credentials");
 	daemon_metrics_auth(m, "no-such-reason");
+	daemon_metrics_auth(m, "temporary");
+	daemon_metrics_auth(m, "temporary");
 	daemon_metrics_accepted(m, 3);
 	daemon_metrics_accepted(m, 2);
 	daemon_metrics_refused(m, "relay-denied");
@@ -280,6 +282,8 @@ static void test_daemon_set(void **state)
 	assert_int_equal(
 	    value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"credentials\"}"), 1);
 	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"other\"}"), 1);
+	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"temporary\"}"),
+	                 2);
 	assert_int_equal(value_of(b.data, "sluice_smtp_auth_failures_total{reason=\"suspended\"}"),
 	                 0);
 	assert_int_equal(value_of(b.data, "sluice_smtp_messages_accepted_total"), 2);

@@ -41,6 +41,7 @@ struct contain_pending {
 };
 
 static void contain_pending_run(evutil_socket_t fd, short what, void *arg);
+static void contain_lifts(struct sluiced *d);
 
 int daemon_contain_start(struct sluiced *d, char **err_r)
 {
@@ -73,7 +74,7 @@ int daemon_contain_start(struct sluiced *d, char **err_r)
 	for (size_t i = 0; i < nl; i++)
 		policy_contain_set_level(d->contain, (enum policy_subject_kind)levels[i].kind,
 					 levels[i].subject_id, levels[i].tenant_id,
-					 (enum policy_contain_level)levels[i].level);
+					 (enum policy_contain_level)levels[i].level, levels[i].since);
 	free(levels);
 	if ((d->contain_pending = calloc(1, sizeof *d->contain_pending)) == NULL ||
 	    (d->contain_pending->ev = event_new(d->base, -1, 0, contain_pending_run, d)) == NULL) {
@@ -91,6 +92,8 @@ void daemon_contain_save(struct sluiced *d)
 	size_t n = 0;
 	char *err = NULL;
 
+	if (d->contain != NULL)
+		contain_lifts(d);
 	if (d->contain == NULL || policy_contain_export(d->contain, &b, &n) < 0 || n == 0) {
 		store_contain_baselines_free(b, n);
 		return;
@@ -436,4 +439,44 @@ static void contain_pending_run(evutil_socket_t fd, short what, void *arg)
 	for (size_t i = 0; i < n; i++)
 		daemon_contain_failed(d, 0, e[i].tenant_id, NULL, e[i].credential_id, NULL,
 				      e[i].failed);
+}
+
+/* Throttles lift with their hour in the model; here the stored level goes
+ * too (with an event), so `contain list` and the metrics say so, and the
+ * lift is logged.  Run with every usage flush. */
+static void contain_lifts(struct sluiced *d)
+{
+	struct policy_contain_lift lifts[64];
+	int64_t now = util_wall_seconds();
+	size_t n = policy_contain_lifts(d->contain, now, lifts, 64);
+
+	for (size_t i = 0; i < n; i++) {
+		struct store_contain_state st;
+		char tname[STORE_NAME_MAX + 1], uname[STORE_NAME_MAX + 1], *err = NULL;
+		const struct policy_contain_lift *l = &lifts[i];
+		int credential = l->kind == POLICY_CREDENTIAL;
+
+		/* only a stored throttle: the operator may have changed it since */
+		if (store_contain_get(d->store, (int)l->kind, l->id, &st, &err) != 0 ||
+		    st.level != POLICY_CONTAIN_THROTTLE) {
+			free(err);
+			continue;
+		}
+		contain_names(d, l->tenant_id, credential ? l->id : 0, tname, uname);
+		memset(&st, 0, sizeof st);
+		st.kind = (int)l->kind;
+		st.subject_id = l->id;
+		st.tenant_id = l->tenant_id;
+		st.level = POLICY_CONTAIN_NONE;
+		snprintf(st.reason, sizeof st.reason, "throttle lifted with the hour");
+		snprintf(st.by, sizeof st.by, "sluiced");
+		if (store_contain_set(d->store, &st, &err) < 0) {
+			log_err("contain store-failed error=\"%s\"", err ? err : "?");
+			free(err);
+			continue;
+		}
+		daemon_metrics_contain(d->metrics, l->kind, POLICY_CONTAIN_NONE);
+		log_info("contain lifted %s=\"%s\" level=none reason=\"%s\"",
+			 credential ? "user" : "tenant", credential ? uname : tname, st.reason);
+	}
 }

@@ -61,6 +61,7 @@ struct contain_subject {
 	uint32_t suspended_logins; /* a tenant's logins at SUSPEND */
 	uint32_t strikes;       /* messages at HOLD that scored for SUSPEND */
 	int dirty;              /* the baseline changed since the last export */
+	int lifted;             /* a throttle lifted with the hour, not reported yet */
 	int64_t last_msg;       /* unix seconds of the last message counted */
 	/* baseline */
 	double ema_rcpts;       /* recipients per hour */
@@ -265,8 +266,10 @@ static void contain_roll(struct policy_contain *pc, struct contain_subject *s, i
 				(void)set_add(&s->domains, &s->ndomains, pc->cfg.max_domains,
 					      s->new_domains[i]);
 	}
-	if (s->level == POLICY_CONTAIN_THROTTLE)
+	if (s->level == POLICY_CONTAIN_THROTTLE) {
 		s->level = POLICY_CONTAIN_NONE; /* throttle lifts with the hour */
+		s->lifted = 1;
+	}
 	contain_hour_reset(s);
 	s->hour = hour;
 }
@@ -648,7 +651,8 @@ int policy_contain_import(struct policy_contain *pc, const struct store_contain_
 }
 
 void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kind kind,
-			      int64_t id, int64_t tenant_id, enum policy_contain_level level)
+			      int64_t id, int64_t tenant_id, enum policy_contain_level level,
+			      int64_t since)
 {
 	struct contain_subject *s = contain_get(pc, kind, id, 1);
 
@@ -656,7 +660,31 @@ void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kin
 		return;
 	if (kind == POLICY_CREDENTIAL)
 		s->tenant_id = tenant_id;
+	/* a throttle is the hour's: it lifts when the hour it was set in ends */
+	if (level == POLICY_CONTAIN_THROTTLE && s->hour == 0)
+		s->hour = since / 3600;
 	contain_raise(pc, s, level);
+}
+
+size_t policy_contain_lifts(struct policy_contain *pc, int64_t now, struct policy_contain_lift *out,
+			    size_t max)
+{
+	size_t n = 0;
+
+	for (size_t b = 0; b < CONTAIN_BUCKETS && n < max; b++) {
+		for (struct contain_subject *s = pc->buckets[b]; s != NULL && n < max; s = s->next) {
+			if (s->level == POLICY_CONTAIN_THROTTLE && s->hour != now / 3600)
+				contain_roll(pc, s, now);
+			if (!s->lifted)
+				continue;
+			s->lifted = 0;
+			out[n++] = (struct policy_contain_lift){
+			    .kind = s->kind,
+			    .id = s->id,
+			    .tenant_id = s->kind == POLICY_TENANT ? s->id : s->tenant_id};
+		}
+	}
+	return n;
 }
 
 int64_t policy_contain_wait(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id,

@@ -364,8 +364,19 @@ int policy_contain_import(struct policy_contain *pc, const struct store_contain_
  * (0: it may send now, or it is not throttled). */
 int64_t policy_contain_wait(struct policy_contain *pc, enum policy_subject_kind kind, int64_t id,
 			    int64_t now);
-/* A level kept in the store (at start): raise the subject to it. */
+/* A level kept in the store (at start): raise the subject to it; since:
+ * when it was set (a throttle lifts when that hour ends). */
 void policy_contain_set_level(struct policy_contain *pc, enum policy_subject_kind kind,
-			      int64_t id, int64_t tenant_id, enum policy_contain_level level);
+			      int64_t id, int64_t tenant_id, enum policy_contain_level level,
+			      int64_t since);
+/* Throttles that lifted with their hour: those seen since the last call,
+ * and those whose hour is over now (lifted here), at most max into out.
+ * Each is reported once. */
+struct policy_contain_lift {
+	enum policy_subject_kind kind;
+	int64_t id, tenant_id;
+};
+size_t policy_contain_lifts(struct policy_contain *pc, int64_t now, struct policy_contain_lift *out,
+			    size_t max);
 
 #endif

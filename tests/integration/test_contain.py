@@ -261,3 +261,43 @@ def test_suppressed_recipients_feed_the_failures_signal(sluice_factory):
     x = contained(sl, "login", "acme")
     assert x is not None and x["level"] == "throttle", (x, sl.log_tail(20))
     assert "refused recipients" in x["reason"], x
+
+
+def test_stored_throttle_lifts_with_its_hour(sluice_factory):
+    """Levels kept in the store come back at start.  A throttle is its hour's: one
+    stored two hours ago is lifted at the first usage flush - gone from the store
+    and `contain list`, an event and a log line say so, and the login's MAIL is not
+    paced - while a throttle of this hour stays."""
+    sl = sluice_factory(start=False, extra_global="usage_flush_interval = 1s\n")
+    db = sqlite3.connect(str(sl.root / "state" / "sluice.db"))
+    now = int(time.time())
+    try:
+        (tid,) = db.execute("SELECT id FROM tenants WHERE name = 'acme'").fetchone()
+        (cid,) = db.execute("SELECT id FROM credentials WHERE username = 'acme'").fetchone()
+        row = ("INSERT INTO contain_state (kind, subject_id, tenant_id, level, reason, by, since)"
+               " VALUES (?, ?, ?, 1, 'seeded', 'sluiced', ?)")
+        db.execute(row, (2, cid, tid, now - 7200))
+        db.execute(row, (1, tid, tid, now))
+        db.commit()
+    finally:
+        db.close()
+    st = os.stat(sl.root / "state")
+    for name in os.listdir(sl.root / "state"):
+        if name.startswith("sluice.db"):
+            os.chown(sl.root / "state" / name, st.st_uid, st.st_gid)
+    sl.start()
+    assert wait_for(lambda: contained(sl, "login", "acme") is None, timeout=10, interval=0.3), \
+        sl.log_tail(20)
+    assert 'contain lifted user="acme" level=none reason="throttle lifted with the hour"' in \
+        sl.log_text()
+    t = contained(sl, "tenant", "acme")
+    assert t is not None and t["level"] == "throttle", t
+    db = sqlite3.connect(str(sl.root / "state" / "sluice.db"))
+    try:
+        ev = db.execute("SELECT level, by, reason FROM contain_events WHERE kind = 2"
+                        " AND subject_id = ?", (cid,)).fetchall()
+    finally:
+        db.close()
+    assert ev == [(0, "sluiced", "throttle lifted with the hour")], ev
+    code, text = send(sl, [f"friend@{CUSTOMERS[1]}"], token())
+    assert code == 250, text

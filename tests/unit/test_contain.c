@@ -314,10 +314,51 @@ static void test_export_import(void **state)
 	assert_true(l >= POLICY_CONTAIN_HOLD);
 	assert_true(left <= 10);
 
-	policy_contain_set_level(pc, POLICY_CREDENTIAL, 11, 1, POLICY_CONTAIN_SUSPEND);
+	policy_contain_set_level(pc, POLICY_CREDENTIAL, 11, 1, POLICY_CONTAIN_SUSPEND, 0);
 	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 11, t), POLICY_CONTAIN_SUSPEND);
 	policy_contain_free(&pc);
 	policy_contain_free(&again);
+}
+
+/* A throttle lifts when the hour it was set in ends, and each lift is
+ * reported once: found by policy_contain_lifts() itself, or after a MAIL
+ * found it lifted.  Holds and suspensions wait for the operator. */
+static void test_throttle_lifts(void **state)
+{
+	struct policy_contain *pc = policy_contain_new(NULL);
+	struct policy_contain_lift out[4];
+	int64_t t = T0 + 10 * HOUR + 1800; /* half past */
+
+	(void)state;
+	policy_contain_set_level(pc, POLICY_CREDENTIAL, 21, 2, POLICY_CONTAIN_THROTTLE, t);
+	policy_contain_set_level(pc, POLICY_TENANT, 3, 3, POLICY_CONTAIN_THROTTLE, t - 2 * HOUR);
+	policy_contain_set_level(pc, POLICY_CREDENTIAL, 22, 2, POLICY_CONTAIN_HOLD, t - 2 * HOUR);
+	/* the tenant's throttle is of an hour that is over: lifted now */
+	assert_int_equal(policy_contain_lifts(pc, t, out, 4), 1);
+	assert_int_equal(out[0].kind, POLICY_TENANT);
+	assert_int_equal(out[0].id, 3);
+	assert_int_equal(out[0].tenant_id, 3);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 21, t), POLICY_CONTAIN_THROTTLE);
+	assert_int_equal(policy_contain_lifts(pc, t + 1799, out, 4), 0);
+	/* the hour ends: the login's throttle lifts, reported once */
+	assert_int_equal(policy_contain_lifts(pc, t + 1800, out, 4), 1);
+	assert_int_equal(out[0].kind, POLICY_CREDENTIAL);
+	assert_int_equal(out[0].id, 21);
+	assert_int_equal(out[0].tenant_id, 2);
+	assert_int_equal(policy_contain_lifts(pc, t + 1900, out, 4), 0);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 21, t + 1900),
+			 POLICY_CONTAIN_NONE);
+	/* lifted by a look at it first: still reported, once */
+	policy_contain_set_level(pc, POLICY_CREDENTIAL, 23, 2, POLICY_CONTAIN_THROTTLE, t + 1900);
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 23, t + 5 * HOUR),
+			 POLICY_CONTAIN_NONE);
+	assert_int_equal(policy_contain_lifts(pc, t + 5 * HOUR, out, 4), 1);
+	assert_int_equal(out[0].id, 23);
+	assert_int_equal(policy_contain_lifts(pc, t + 5 * HOUR, out, 4), 0);
+	/* the hold stays */
+	assert_int_equal(policy_contain_level(pc, POLICY_CREDENTIAL, 22, t + 5 * HOUR),
+			 POLICY_CONTAIN_HOLD);
+	policy_contain_free(&pc);
 }
 
 /* Egress: port-25 attempts refused from a tenant's networks.  Nothing for
@@ -405,6 +446,7 @@ int main(void)
 	    cmocka_unit_test(test_relay_tenant_judged),
 	    cmocka_unit_test(test_export_import),
 	    cmocka_unit_test(test_egress_blocked),
+	    cmocka_unit_test(test_throttle_lifts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,6 +38,20 @@ struct address_case {
 
 static const struct address_case address_cases[] = {
     /* valid */
+    /* a UTF-8 source route is dropped: the address itself is ASCII
+     * (found by fuzz_smtp_address) */
+    {.in = "<@\xd0\xab:?@R>",
+     .flags = SMTP_ADDRESS_ALLOW_UTF8,
+     .ok = 1,
+     .local = "?",
+     .domain = "r",
+     .is_utf8 = 0},
+    {.in = "<@a.example,@\xd0\xab.example:user@\xd0\xab.example>",
+     .flags = SMTP_ADDRESS_ALLOW_UTF8,
+     .ok = 1,
+     .local = "user",
+     .domain = "\xd0\xab.example",
+     .is_utf8 = 1},
     {.in = "<user@example.com>", .ok = 1, .local = "user", .domain = "example.com"},
     {.in = "<User.Name@EXAMPLE.Com>", .ok = 1, .local = "User.Name", .domain = "example.com"},
     {.in = "<user+tag@sub.example.org>", .ok = 1, .local = "user+tag", .domain = "sub.example.org"},

@@ -155,6 +155,8 @@ struct egress_status;
 struct cli_nft;
 int cli_egress_read(struct cli_nft *nft, struct egress_status *st);
 int cli_egress_name(struct cli *cli, struct egress_status *st);
+/* Both, through a root helper of its own (st freed on failure). */
+int cli_egress_read_named(struct cli *cli, struct egress_status *st);
 /* cli_egress_sample.c: blocked counts into the store for containment */
 int cli_egress_sample(struct cli *cli);
 /* Store a sample of st (read and named); quiet: print nothing. */

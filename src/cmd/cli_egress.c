@@ -370,6 +370,22 @@ int cli_egress_name(struct cli *cli, struct egress_status *st)
 	return 0;
 }
 
+int cli_egress_read_named(struct cli *cli, struct egress_status *st)
+{
+	struct cli_nft *nft;
+	int rc;
+
+	if ((rc = cli_nft_start(&nft)) != 0)
+		return rc;
+	rc = cli_egress_read(nft, st);
+	cli_nft_stop(&nft);
+	if (rc != 0)
+		return rc;
+	if ((rc = cli_egress_name(cli, st)) != 0)
+		egress_status_free(st);
+	return rc;
+}
+
 int cli_egress_status(struct cli *cli)
 {
 	struct egress_status st;
@@ -457,19 +473,10 @@ static void cli_egress_per_tenant(const struct egress_status *st)
 int cli_egress_blocked(struct cli *cli)
 {
 	struct egress_status st;
-	struct cli_nft *nft;
 	int rc;
 
-	if ((rc = cli_nft_start(&nft)) != 0)
+	if ((rc = cli_egress_read_named(cli, &st)) != 0)
 		return rc;
-	rc = cli_egress_read(nft, &st);
-	cli_nft_stop(&nft);
-	if (rc != 0)
-		return rc;
-	if ((rc = cli_egress_name(cli, &st)) != 0) {
-		egress_status_free(&st);
-		return rc;
-	}
 	if (cli->flags & CLI_FLAG_JSON) {
 		json_t *list = json_array();
 		for (size_t i = 0; list && i < st.nblocked; i++)

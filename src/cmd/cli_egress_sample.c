@@ -74,17 +74,11 @@ int cli_egress_sample_store(struct cli *cli, const struct egress_status *st, int
 int cli_egress_sample(struct cli *cli)
 {
 	struct egress_status st;
-	struct cli_nft *nft;
 	int rc;
 
-	if ((rc = cli_nft_start(&nft)) != 0)
+	if ((rc = cli_egress_read_named(cli, &st)) != 0)
 		return rc;
-	rc = cli_egress_read(nft, &st);
-	cli_nft_stop(&nft);
-	if (rc != 0)
-		return rc;
-	if ((rc = cli_egress_name(cli, &st)) == 0)
-		rc = cli_egress_sample_store(cli, &st, 0);
+	rc = cli_egress_sample_store(cli, &st, 0);
 	egress_status_free(&st);
 	return rc;
 }

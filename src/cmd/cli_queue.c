@@ -147,20 +147,16 @@ static const char *cli_login_name(struct cli *cli, int64_t tenant_id, int64_t cr
                                   char *buf, size_t size)
 {
 	struct store *st = cli_store(cli);
-	struct store_credential *list = NULL;
-	size_t n = 0;
+	struct store_credential c;
 	char *err = NULL;
 
 	if (credential_id == 0)
 		return NULL;
 	snprintf(buf, size, "#%lld", (long long)credential_id);
-	if (st != NULL && store_credential_list(st, tenant_id, &list, &n, &err) == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (list[i].id == credential_id)
-				util_strlcpy(buf, list[i].username, size);
-	}
+	if (st != NULL && store_credential_get_id(st, credential_id, &c, &err) == 0 &&
+	    c.tenant_id == tenant_id)
+		util_strlcpy(buf, c.username, size);
 	free(err);
-	free(list);
 	return buf;
 }
 

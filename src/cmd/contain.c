@@ -324,8 +324,7 @@ static void contain_names(struct sluiced *d, int64_t tenant_id, int64_t credenti
 			  char tenant[STORE_NAME_MAX + 1], char user[STORE_NAME_MAX + 1])
 {
 	struct store_tenant t;
-	struct store_credential *list = NULL;
-	size_t n = 0;
+	struct store_credential c;
 	char *err = NULL;
 
 	tenant[0] = user[0] = '\0';
@@ -333,14 +332,10 @@ static void contain_names(struct sluiced *d, int64_t tenant_id, int64_t credenti
 		util_strlcpy(tenant, t.name, STORE_NAME_MAX + 1);
 	free(err);
 	err = NULL;
-	if (credential_id <= 0 || store_credential_list(d->store, tenant_id, &list, &n, &err) != 0) {
-		free(err);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (list[i].id == credential_id)
-			util_strlcpy(user, list[i].username, STORE_NAME_MAX + 1);
-	free(list);
+	if (credential_id > 0 && store_credential_get_id(d->store, credential_id, &c, &err) == 0 &&
+	    c.tenant_id == tenant_id)
+		util_strlcpy(user, c.username, STORE_NAME_MAX + 1);
+	free(err);
 }
 
 void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenant_id,

@@ -76,6 +76,10 @@ int store_credential_set(struct store *st, int64_t tenant_id, const char *userna
 			 const char *hash, char **err_r); /* add or replace the hash */
 int store_credential_lookup(struct store *st, const char *username,
 			    struct store_credential *c_r, char **err_r);
+/* The same by the credential's id (a login named in the spool or a
+ * containment record). */
+int store_credential_get_id(struct store *st, int64_t id, struct store_credential *c_r,
+			    char **err_r);
 int store_credential_list(struct store *st, int64_t tenant_id, struct store_credential **list_r,
 			  size_t *n_r, char **err_r);
 int store_credential_remove(struct store *st, int64_t tenant_id, const char *username,

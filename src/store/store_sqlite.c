@@ -249,6 +249,7 @@ enum store_query {
 	Q_TENANT_LIST,
 	Q_CRED_SET,
 	Q_CRED_LOOKUP,
+	Q_CRED_GET_ID,
 	Q_CRED_LIST,
 	Q_CRED_REMOVE,
 	Q_CRED_SUSPEND,
@@ -290,6 +291,7 @@ static const char *const store_sql[Q_COUNT] = {
                    " SET hash = excluded.hash, updated = excluded.updated"
                    " WHERE credentials.tenant_id = excluded.tenant_id",
     [Q_CRED_LOOKUP] = "SELECT " CRED_COLS CRED_FROM " WHERE c.username = ?1",
+    [Q_CRED_GET_ID] = "SELECT " CRED_COLS CRED_FROM " WHERE c.id = ?1",
     [Q_CRED_LIST] = "SELECT " CRED_COLS CRED_FROM " WHERE c.tenant_id = ?1"
                     " ORDER BY c.username",
     [Q_CRED_REMOVE] = "DELETE FROM credentials WHERE tenant_id = ?1 AND username = ?2",
@@ -867,6 +869,20 @@ int store_credential_lookup(struct store *st, const char *username, struct store
 	rc = store_get_one(st, s, store_row_credential, c_r, "looking up a user", err_r);
 	if (rc == STORE_NOTFOUND)
 		store_seterr(err_r, "user '%s' not found", username);
+	return rc;
+}
+
+int store_credential_get_id(struct store *st, int64_t id, struct store_credential *c_r,
+                            char **err_r)
+{
+	sqlite3_stmt *s = store_stmt(st, Q_CRED_GET_ID);
+	int rc;
+
+	if (store_bind_int(s, 1, id) < 0)
+		return store_dberr(st, err_r, "looking up a user");
+	rc = store_get_one(st, s, store_row_credential, c_r, "looking up a user", err_r);
+	if (rc == STORE_NOTFOUND)
+		store_seterr(err_r, "user #%lld not found", (long long)id);
 	return rc;
 }
 

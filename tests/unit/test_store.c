@@ -297,6 +297,14 @@ static void test_credentials(void **state)
 	check_err(store_credential_lookup(f->st, "mailer", &c, &err), 0, &err, NULL);
 	assert_string_equal(c.hash, HASH_B);
 	assert_int_equal(c.id, id);
+	/* by id: the same row; an unknown id is not found */
+	memset(&c, 0, sizeof c);
+	check_err(store_credential_get_id(f->st, id, &c, &err), 0, &err, NULL);
+	assert_string_equal(c.username, "mailer");
+	assert_int_equal(c.tenant_id, acme);
+	assert_string_equal(c.hash, HASH_B);
+	check_err(store_credential_get_id(f->st, id + 1000, &c, &err), STORE_NOTFOUND, &err,
+	          "not found");
 
 	/* user names are unique across tenants */
 	check_err(store_credential_set(f->st, other, "mailer", HASH_A, &err), STORE_EXISTS, &err,

@@ -244,6 +244,17 @@ void daemon_contain_raised(struct sluiced *d, uint64_t session_id, enum policy_s
 	contain_raised(d, session_id, kind, id, tenant_id, name, level, why, reason);
 }
 
+/* The levels of a sender now: [0] its login's (NONE without one), [1]
+ * its tenant's; taken before and after a signal to see what it raised. */
+static void contain_levels(struct sluiced *d, int64_t tenant_id, int64_t credential_id,
+			   int64_t now, enum policy_contain_level lv[2])
+{
+	lv[0] = credential_id > 0
+		    ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
+		    : POLICY_CONTAIN_NONE;
+	lv[1] = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+}
+
 enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct contain_msg *m,
 					      struct policy_verdict *v)
 {
@@ -251,7 +262,7 @@ enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct co
 					    .credential_id = m->credential_id,
 					    .nrcpts = m->nrcpts};
 	struct policy_contain_verdict cv;
-	enum policy_contain_level before_c, before_t, level;
+	enum policy_contain_level before[2], level;
 	int64_t now = util_wall_seconds();
 	uint64_t *domains;
 
@@ -271,16 +282,13 @@ enum policy_contain_level daemon_contain_data(struct sluiced *d, const struct co
 		if (body != NULL)
 			pm.body_hash = policy_contain_hash(body + 4, m->len - (size_t)(body + 4 - m->data));
 	}
-	before_c = m->credential_id > 0
-		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, m->credential_id, now)
-		       : POLICY_CONTAIN_NONE;
-	before_t = policy_contain_level(d->contain, POLICY_TENANT, m->tenant_id, now);
+	contain_levels(d, m->tenant_id, m->credential_id, now, before);
 	level = policy_contain_message(d->contain, &pm, now, &cv);
 	free(domains);
-	if (cv.credential_level > before_c)
+	if (cv.credential_level > before[0])
 		contain_raised(d, m->session_id, POLICY_CREDENTIAL, m->credential_id, m->tenant_id,
 			       m->user, cv.credential_level, &cv.credential, NULL);
-	if (cv.tenant_level > before_t)
+	if (cv.tenant_level > before[1])
 		contain_raised(d, m->session_id, POLICY_TENANT, m->tenant_id, m->tenant_id,
 			       m->tenant, cv.tenant_level, &cv.tenant, NULL);
 	if (level == POLICY_CONTAIN_SUSPEND) {
@@ -297,25 +305,21 @@ void daemon_contain_scan(struct sluiced *d, uint64_t session_id, int64_t tenant_
 			 int virus)
 {
 	int64_t now = util_wall_seconds();
-	enum policy_contain_level before_c, before_t, after;
+	enum policy_contain_level before[2], after[2];
 	char why[96];
 
 	if (d->contain == NULL || (!spam && !virus))
 		return;
-	before_c = credential_id > 0
-		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
-		       : POLICY_CONTAIN_NONE;
-	before_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+	contain_levels(d, tenant_id, credential_id, now, before);
 	policy_contain_scan(d->contain, tenant_id, credential_id, spam, virus, now);
+	contain_levels(d, tenant_id, credential_id, now, after);
 	snprintf(why, sizeof why, "scanner verdict: %s", virus ? "virus" : "spam");
-	if (credential_id > 0 &&
-	    (after = policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)) >
-		before_c)
-		contain_raised(d, session_id, POLICY_CREDENTIAL, credential_id, tenant_id, user, after,
+	if (after[0] > before[0])
+		contain_raised(d, session_id, POLICY_CREDENTIAL, credential_id, tenant_id, user,
+			       after[0], NULL, why);
+	if (after[1] > before[1])
+		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after[1],
 			       NULL, why);
-	if ((after = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now)) > before_t)
-		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after, NULL,
-			       why);
 }
 
 /* The names of a tenant and a login, for contain_raised() when only the ids
@@ -342,24 +346,19 @@ void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenan
 			   const char *tenant, int64_t credential_id, const char *user,
 			   uint32_t failed)
 {
+	static const enum policy_subject_kind kinds[2] = {POLICY_CREDENTIAL, POLICY_TENANT};
 	int64_t now = util_wall_seconds();
-	enum policy_contain_level before_c, before_t, after_c, after_t;
+	enum policy_contain_level before[2], after[2];
 	char tname[STORE_NAME_MAX + 1], uname[STORE_NAME_MAX + 1];
 	char why[256], sigs[160];
 	struct policy_contain_signals sig;
 
 	if (d->contain == NULL || failed == 0 || tenant_id <= 0)
 		return;
-	before_c = credential_id > 0
-		       ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
-		       : POLICY_CONTAIN_NONE;
-	before_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
+	contain_levels(d, tenant_id, credential_id, now, before);
 	policy_contain_outcome(d->contain, tenant_id, credential_id, failed, now);
-	after_c = credential_id > 0
-		      ? policy_contain_level(d->contain, POLICY_CREDENTIAL, credential_id, now)
-		      : POLICY_CONTAIN_NONE;
-	after_t = policy_contain_level(d->contain, POLICY_TENANT, tenant_id, now);
-	if (after_c <= before_c && after_t <= before_t)
+	contain_levels(d, tenant_id, credential_id, now, after);
+	if (after[0] <= before[0] && after[1] <= before[1])
 		return;
 	if (tenant == NULL || (credential_id > 0 && user == NULL)) {
 		contain_names(d, tenant_id, credential_id, tname, uname);
@@ -367,23 +366,18 @@ void daemon_contain_failed(struct sluiced *d, uint64_t session_id, int64_t tenan
 		user = user ? user : uname;
 	}
 	/* what came in now, and the hour's signals it completed */
-	if (after_c > before_c) {
-		policy_contain_signals_of(d->contain, POLICY_CREDENTIAL, credential_id, now, &sig);
+	for (int k = 0; k < 2; k++) {
+		int64_t id = k == 0 ? credential_id : tenant_id;
+
+		if (after[k] <= before[k])
+			continue;
+		policy_contain_signals_of(d->contain, kinds[k], id, now, &sig);
 		contain_signals(&sig, sigs, sizeof sigs);
 		snprintf(why, sizeof why, "%s: %u recipient%s; %s",
 			 session_id ? "refused recipients" : "bounces", failed,
 			 failed == 1 ? "" : "s", sigs);
-		contain_raised(d, session_id, POLICY_CREDENTIAL, credential_id, tenant_id, user,
-			       after_c, NULL, why);
-	}
-	if (after_t > before_t) {
-		policy_contain_signals_of(d->contain, POLICY_TENANT, tenant_id, now, &sig);
-		contain_signals(&sig, sigs, sizeof sigs);
-		snprintf(why, sizeof why, "%s: %u recipient%s; %s",
-			 session_id ? "refused recipients" : "bounces", failed,
-			 failed == 1 ? "" : "s", sigs);
-		contain_raised(d, session_id, POLICY_TENANT, tenant_id, tenant_id, tenant, after_t,
-			       NULL, why);
+		contain_raised(d, session_id, kinds[k], id, tenant_id, k == 0 ? user : tenant,
+			       after[k], NULL, why);
 	}
 }
 
